@@ -1,0 +1,35 @@
+# `make run`: set up and run the toy-world pipeline (dvc repro). `make test`: set up and run the tests.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install run snakemake smoke test bench clean
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	# constraints pin the CPU torch wheel: without them pip pulls a CUDA torch (~4 GB)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[pipeline,test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+run: install  ## toy-world default: world -> base model -> judge/clip -> generate -> evaluate -> reports/
+	dvc repro
+
+snakemake: install  ## the same graph through Snakemake
+	snakemake --cores 2 reports/
+
+smoke: install  ## the whole pipeline at CI size, in a scratch copy
+	bash benchmarks/smoke_run.sh
+
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf data/world data/prompts data/generated models metrics plots reports .snakemake

@@ -1,0 +1,1 @@
+"""Evaluators: read generated images and their manifest, write metrics."""

@@ -1,0 +1,127 @@
+"""Batched, deterministic sampling from a StableDiffusionPipeline's components.
+
+Inputs are text prompts or prompt embeddings (attacks and SteerDiff produce embeddings); both go through
+the same path, so an embedding computed from a prompt gives the identical image. Each image's initial
+noise comes from its own seed, so an image does not depend on which other prompts share its batch
+(up to ~1e-6 float reassociation). Classifier-free guidance runs the unconditional and conditional
+halves in one UNet call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eraselab import _compat  # noqa: F401  (before anything imports torchvision)
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler
+from PIL import Image
+from tqdm import tqdm
+
+from eraselab.io import atomic_dir
+
+SCHEDULERS = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler,
+              "pndm": PNDMScheduler}
+# Per-scheduler settings SD v1.4 ships with (its PNDM skips the Runge-Kutta warm-up steps).
+SCHEDULER_OVERRIDES = {"pndm": {"skip_prk_steps": True}}
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    steps: int = 20
+    guidance: float = 4.0
+    scheduler: str = "ddim"
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+
+
+@torch.no_grad()
+def encode_prompts(pipe, prompts: list[str], batch: int = 256) -> torch.Tensor:
+    """Text -> the text encoder's last hidden states (N x 77 x D), exactly as the UNet receives them."""
+    tok = pipe.tokenizer
+    out = []
+    for i in range(0, len(prompts), batch):
+        ids = tok(prompts[i : i + batch], padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids.to(pipe.device)
+        out.append(pipe.text_encoder(ids)[0])
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def initial_latents(pipe, seeds: list[int]) -> torch.Tensor:
+    """One CPU generator per seed: the same seed gives the same noise on any device and in any batch."""
+    unet = pipe.unet.config
+    size = unet.sample_size
+    shape = (unet.in_channels, size, size)
+    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    return torch.stack(noise)
+
+
+@torch.no_grad()
+def sample(pipe, cond: torch.Tensor, seeds: list[int], config: SamplingConfig,
+           uncond: torch.Tensor | None = None, progress: bool = True) -> np.ndarray:
+    """Prompt embeddings (N x L x D) -> uint8 images (N x H x W x 3).
+
+    ``uncond`` defaults to the empty prompt's embedding; a negative prompt is passed here.
+    """
+    if len(cond) != len(seeds):
+        raise ValueError(f"{len(cond)} embeddings but {len(seeds)} seeds")
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+    if uncond is None:
+        uncond = encode_prompts(pipe, [""])
+    uncond = uncond.expand(len(cond), -1, -1) if len(uncond) == 1 else uncond
+    scheduler = SCHEDULERS[config.scheduler].from_config(pipe.scheduler.config,
+                                                         **SCHEDULER_OVERRIDES.get(config.scheduler, {}))
+    vae_scale = pipe.vae.config.scaling_factor
+    images = []
+    batches = range(0, len(cond), config.batch_size)
+    for start in tqdm(batches, desc="generate", disable=not progress or len(batches) < 2, mininterval=5):
+        end = start + config.batch_size
+        c = cond[start:end].to(device, dtype)
+        u = uncond[start:end].to(device, dtype)
+        context = torch.cat([u, c])
+        scheduler.set_timesteps(config.steps, device=device)
+        latents = initial_latents(pipe, seeds[start:end]).to(device, dtype) * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+            eps_u, eps_c = pipe.unet(model_in, t, encoder_hidden_states=context).sample.chunk(2)
+            eps = eps_u + config.guidance * (eps_c - eps_u)
+            latents = scheduler.step(eps, t, latents).prev_sample
+        decoded = pipe.vae.decode(latents / vae_scale).sample
+        images.append(((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
+    return torch.cat(images).numpy()
+
+
+def generate_prompts(pipe, prompts: list[str], seeds: list[int], config: SamplingConfig,
+                     negative_prompts: list[str] | None = None, progress: bool = True) -> np.ndarray:
+    uncond = encode_prompts(pipe, negative_prompts) if negative_prompts else None
+    return sample(pipe, encode_prompts(pipe, prompts), seeds, config, uncond=uncond, progress=progress)
+
+
+def write_images(out: Path, images: np.ndarray, records: list[dict]) -> None:
+    """PNG per image plus manifest.jsonl (one record per image, in order), written atomically."""
+    if len(images) != len(records):
+        raise ValueError(f"{len(images)} images but {len(records)} manifest records")
+    with atomic_dir(out) as tmp:
+        (tmp / "images").mkdir()
+        lines = []
+        for i, (image, record) in enumerate(zip(images, records)):
+            name = f"images/{i:05d}.png"
+            Image.fromarray(image).save(tmp / name, optimize=False)
+            lines.append(json.dumps({"index": i, "file": name, **record}, sort_keys=True))
+        (tmp / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def read_images(folder: Path) -> tuple[np.ndarray, list[dict]]:
+    folder = Path(folder)
+    manifest = folder / "manifest.jsonl"
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest} missing: run `eraselab generate` first")
+    records = [json.loads(line) for line in manifest.read_text().splitlines() if line]
+    images = np.stack([np.asarray(Image.open(folder / r["file"]).convert("RGB")) for r in records])
+    return images, records

@@ -1,0 +1,271 @@
+"""params.yaml schema: validated once, before any compute; stages receive typed values.
+
+Every error names the offending key (``world.shapes.1``) and, where the value comes from a fixed set,
+the valid choices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eraselab.world.vocabulary import SYNONYMS
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class ParamsError(ValueError):
+    """Bad params: the message names the key and the valid choices."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_concepts(kind: str, values: list[str]) -> list[str]:
+    valid = list(SYNONYMS[kind])
+    for value in values:
+        if value not in valid:
+            raise ValueError(f"unknown {kind} {value!r}; valid choices: {', '.join(valid)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"duplicate {kind} in {values}")
+    if len(values) < 2:
+        raise ValueError(f"need at least two {kind}s to tell apart, got {values}")
+    return values
+
+
+class WorldParams(Section):
+    seed: NonNegInt = 0
+    image_size: Annotated[int, Field(ge=16, le=256)] = 32
+    shapes: list[str] = list(SYNONYMS["shape"])
+    colours: list[str] = list(SYNONYMS["colour"])
+    textures: list[str] = list(SYNONYMS["texture"])
+    radius: tuple[PositiveFloat, PositiveFloat] = (0.30, 0.40)
+    jitter: Annotated[float, Field(ge=0, le=0.25)] = 0.03
+    rotation: Annotated[float, Field(ge=0, le=180)] = 0.0
+    stripe_period: PositiveFloat = 6.0
+    dot_spacing: PositiveFloat = 6.0
+    colour_jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.04
+    n_train: PositiveInt = 20000
+    n_judge_train: PositiveInt = 8000
+    n_judge_test: PositiveInt = 2000
+
+    _shapes = field_validator("shapes")(lambda v: _check_concepts("shape", v))
+    _colours = field_validator("colours")(lambda v: _check_concepts("colour", v))
+    _textures = field_validator("textures")(lambda v: _check_concepts("texture", v))
+
+    @field_validator("radius")
+    @classmethod
+    def _radius(cls, v):
+        if not v[0] <= v[1] <= 0.5:
+            raise ValueError(f"need min <= max <= 0.5 (fraction of the image), got {list(v)}")
+        return v
+
+
+class VaeParams(Section):
+    block_channels: list[PositiveInt] = [16, 32, 64]
+    latent_channels: PositiveInt = 4
+    steps: PositiveInt = 3000
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 2e-3
+    kl_weight: Annotated[float, Field(ge=0)] = 1e-6
+
+
+class TextEncoderParams(Section):
+    hidden_size: PositiveInt = 64
+    layers: PositiveInt = 2
+    heads: PositiveInt = 4
+    intermediate_size: PositiveInt = 128
+
+
+class UnetParams(Section):
+    block_channels: list[PositiveInt] = [32, 64, 64]
+    layers_per_block: PositiveInt = 1
+    attention_head_dim: PositiveInt = 8
+
+
+class DiffusionTrainParams(Section):
+    steps: PositiveInt = 8000
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 1e-3
+    warmup: NonNegInt = 200
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    min_snr_gamma: Annotated[float, Field(ge=0)] = 5.0
+    caption_dropout: Probability = 0.1
+    drop_colour: Probability = 0.15
+    drop_texture: Probability = 0.3
+
+
+class BaseModelParams(Section):
+    seed: NonNegInt = 0
+    threads: PositiveInt = 2
+    vae: VaeParams = VaeParams()
+    text_encoder: TextEncoderParams = TextEncoderParams()
+    unet: UnetParams = UnetParams()
+    train: DiffusionTrainParams = DiffusionTrainParams()
+
+
+class JudgeParams(Section):
+    seed: NonNegInt = 0
+    threads: PositiveInt = 2
+    channels: list[PositiveInt] = [32, 64, 128]
+    steps: PositiveInt = 1500
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 2e-3
+    min_accuracy: Probability = 0.99  # the stage fails below this: a weak judge makes every metric wrong
+
+
+class ClipParams(Section):
+    seed: NonNegInt = 0
+    threads: PositiveInt = 2
+    embed_dim: PositiveInt = 64
+    vision_width: PositiveInt = 64
+    vision_layers: PositiveInt = 2
+    patch_size: PositiveInt = 4
+    text_width: PositiveInt = 64
+    text_layers: PositiveInt = 2
+    heads: PositiveInt = 4
+    steps: PositiveInt = 1500
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 1e-3
+
+
+class ModelParams(Section):
+    """Which text-to-image model later stages use: a local directory built by base_model, or a hub id."""
+
+    source: Literal["base_model", "hub"] = "base_model"
+    hub_id: str = "CompVis/stable-diffusion-v1-4"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    fp16: bool = False
+
+
+class PromptsParams(Section):
+    seed: NonNegInt = 0
+    per_combination: PositiveInt = 4  # held-out prompts per (shape, colour, texture)
+
+
+class GenerateParams(Section):
+    threads: PositiveInt = 2
+    scheduler: Literal["ddim", "dpm", "euler", "pndm"] = "ddim"
+    steps: PositiveInt = 20
+    guidance: Annotated[float, Field(ge=1)] = 4.0
+    batch_size: PositiveInt = 64
+
+
+class ReportParams(Section):
+    grid_columns: PositiveInt = 15
+    grid_rows: PositiveInt = 5
+    # Images in which the judge sees any of these concepts are blurred in every grid: the toy world's
+    # stand-in for censoring what NudeNet flags. Empty in the toy default: nothing there is unsafe.
+    censor_concepts: list[str] = []
+    blur_radius: PositiveFloat = 3.0
+
+    @field_validator("censor_concepts")
+    @classmethod
+    def _known(cls, v):
+        valid = [c for names in SYNONYMS.values() for c in names]
+        for c in v:
+            if c not in valid:
+                raise ValueError(f"unknown concept {c!r}; valid choices: {', '.join(valid)}")
+        return v
+
+
+class Params(Section):
+    world: WorldParams = WorldParams()
+    base_model: BaseModelParams = BaseModelParams()
+    judge: JudgeParams = JudgeParams()
+    clip: ClipParams = ClipParams()
+    model: ModelParams = ModelParams()
+    prompts: PromptsParams = PromptsParams()
+    generate: GenerateParams = GenerateParams()
+    report: ReportParams = ReportParams()
+
+    @model_validator(mode="after")
+    def _latent_fits(self):
+        vae = 2 ** (len(self.base_model.vae.block_channels) - 1)
+        unet = 2 ** (len(self.base_model.unet.block_channels) - 1)
+        if self.world.image_size % (vae * unet):
+            raise ValueError(f"world.image_size {self.world.image_size} is not divisible by {vae * unet}: the VAE "
+                             f"downsamples by {vae} (base_model.vae.block_channels) and the UNet by {unet} "
+                             f"(base_model.unet.block_channels)")
+        return self
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            parent = e["loc"][:-1]
+            model = Params
+            for p in parent:
+                model = model.model_fields[p].annotation if isinstance(p, str) and p in model.model_fields else model
+            choices = ", ".join(getattr(model, "model_fields", {}))
+            msg = f"unknown key; valid keys here: {choices}"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_params(data: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(data or {})
+    except ValidationError as err:
+        raise ParamsError(_format(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    return parse_params(data, str(path))
+
+
+HEADER = """\
+# eraselab params: the single source of truth for both dvc.yaml and the Snakefile.
+# Written by `eraselab params --profile {profile}`; edit freely. Profiles (override files): profiles/*.yaml.
+# Every key is validated before any compute (`eraselab check`); unknown keys name the valid ones.
+"""
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def load_profile(path: str | Path) -> Params:
+    """A profile file holds only overrides of the defaults; the result is validated like params.yaml."""
+    path = Path(path)
+    if not path.exists():
+        choices = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
+        raise ParamsError(f"{path}: profile not found; available: {', '.join(choices) or 'none'}")
+    data = yaml.safe_load(path.read_text()) or {}
+    return parse_params(_merge(Params().model_dump(mode="json"), data), str(path))
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence(
+    "tag:yaml.org,2002:seq", v, flow_style=all(not isinstance(x, (dict, list)) for x in v)))
+
+
+def dump_params(params: Params | None = None, profile: str = "default") -> str:
+    params = params or Params()
+    body = yaml.dump(params.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, width=110)
+    return HEADER.format(profile=profile) + body
