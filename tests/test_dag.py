@@ -1,0 +1,78 @@
+"""dvc.yaml and the Snakefile must describe the same graph: stages, commands, inputs and outputs."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def expand(path: str) -> set[str]:
+    """DVC names code folders; Snakemake lists their files."""
+    p = ROOT / path
+    if p.is_dir() and path.startswith("src/"):
+        return {str(f.relative_to(ROOT)) for f in p.rglob("*.py")}
+    return {path}
+
+
+def dvc_graph() -> dict[str, dict]:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    graph = {}
+    for name, stage in stages.items():
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])]
+        graph[name] = {"cmd": stage["cmd"], "inputs": set().union(*(expand(d) for d in stage.get("deps", []))),
+                       "outputs": set(outs)}
+    return graph
+
+
+def snakemake_graph() -> dict[str, dict]:
+    out = subprocess.run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", "--cores", "1"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    graph = {}
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", out):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if not rule or rule.group(1) == "all":
+            continue
+        field = lambda key: re.search(rf"^\s+{key}: (.*)$", block, re.M)  # noqa: E731
+        cmd = re.search(r"^Shell command: (.*)$", block, re.M)
+        graph[rule.group(1)] = {"cmd": cmd.group(1).strip() if cmd else None,
+                                "inputs": set(field("input").group(1).split(", ")) if field("input") else set(),
+                                "outputs": set(field("output").group(1).split(", "))}
+    return graph
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    return dvc_graph(), snakemake_graph()
+
+
+def test_same_stages(graphs):
+    dvc, smk = graphs
+    assert set(dvc) == set(smk)
+
+
+@pytest.mark.parametrize("stage", sorted(dvc_graph()))
+def test_same_command_inputs_outputs(graphs, stage):
+    dvc, smk = graphs
+    assert dvc[stage]["cmd"] == smk[stage]["cmd"]
+    assert dvc[stage]["inputs"] == smk[stage]["inputs"]
+    assert dvc[stage]["outputs"] == smk[stage]["outputs"]
+
+
+def test_every_command_is_one_cli_call(graphs):
+    dvc, _ = graphs
+    from eraselab.cli import COMMANDS
+
+    for stage in dvc.values():
+        words = stage["cmd"].split()
+        assert words[0] == "eraselab" and words[1] in COMMANDS and not {"|", "&&", ";", ">"} & set(words)
+
+
+def test_dvc_sees_the_same_graph():
+    """`dvc dag` parses dvc.yaml (params, deps, outs) without error and lists every stage."""
+    out = subprocess.run(["dvc", "dag", "--md"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for stage in dvc_graph():
+        assert stage in out
