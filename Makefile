@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run snakemake smoke test bench clean
+.PHONY: install run snakemake test bench clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,11 @@ run: install  ## toy-world default: world -> base model -> judge/clip -> generat
 snakemake: install  ## the same graph through Snakemake
 	snakemake --cores 2 reports/
 
-smoke: install  ## the whole pipeline at CI size, in a scratch copy
-	bash benchmarks/smoke_run.sh
-
 test: install
 	$(BIN)/python -m pytest -q -ra
 
-bench: install
-	$(BIN)/python benchmarks/run.py
+bench: install  ## after `make run`: training time and generation throughput, as a Markdown table
+	$(BIN)/python benchmarks/base_model.py
 
 clean:
 	rm -rf data/world data/prompts data/generated models metrics plots reports .snakemake

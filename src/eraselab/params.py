@@ -71,7 +71,7 @@ class WorldParams(Section):
 class VaeParams(Section):
     block_channels: list[PositiveInt] = [16, 32, 64]
     latent_channels: PositiveInt = 4
-    steps: PositiveInt = 3000
+    steps: PositiveInt = 1000
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 2e-3
     kl_weight: Annotated[float, Field(ge=0)] = 1e-6
@@ -91,7 +91,7 @@ class UnetParams(Section):
 
 
 class DiffusionTrainParams(Section):
-    steps: PositiveInt = 8000
+    steps: PositiveInt = 3000
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 1e-3
     warmup: NonNegInt = 200
@@ -115,7 +115,7 @@ class JudgeParams(Section):
     seed: NonNegInt = 0
     threads: PositiveInt = 2
     channels: list[PositiveInt] = [32, 64, 128]
-    steps: PositiveInt = 1500
+    steps: PositiveInt = 600
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 2e-3
     min_accuracy: Probability = 0.99  # the stage fails below this: a weak judge makes every metric wrong
@@ -131,7 +131,7 @@ class ClipParams(Section):
     text_width: PositiveInt = 64
     text_layers: PositiveInt = 2
     heads: PositiveInt = 4
-    steps: PositiveInt = 1500
+    steps: PositiveInt = 1000
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 1e-3
 
