@@ -15,4 +15,5 @@ rule all:
 include: "workflow/rules/world.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/grid.smk"
 include: "workflow/rules/report.smk"

@@ -10,21 +10,26 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def expand(path: str) -> set[str]:
-    """DVC names code folders; Snakemake lists their files."""
-    p = ROOT / path
-    if p.is_dir() and path.startswith("src/"):
-        return {str(f.relative_to(ROOT)) for f in p.rglob("*.py")}
-    return {path}
-
-
 def dvc_graph() -> dict[str, dict]:
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """Resolved DVC stages (matrix cells expanded), keyed by stage name, e.g. erase@none-red."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        stages = {s.addressing: {"cmd": s.cmd, "deps": [d.def_path for d in s.deps if not d.def_path.endswith(".yaml")],
+                                 "outputs": {o.def_path for o in s.outs}} for s in repo.index.stages}
+    produced = {out for stage in stages.values() for out in stage["outputs"]}
     graph = {}
     for name, stage in stages.items():
-        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])]
-        graph[name] = {"cmd": stage["cmd"], "inputs": set().union(*(expand(d) for d in stage.get("deps", []))),
-                       "outputs": set(outs)}
+        inputs = set()
+        for dep in stage["deps"]:
+            p = ROOT / dep
+            if p.is_dir() and dep.startswith("src/"):  # DVC names code folders; Snakemake lists their files
+                inputs |= {str(f.relative_to(ROOT)) for f in p.rglob("*.py")}
+            elif dep not in produced and any(o.startswith(dep + "/") for o in produced):
+                inputs |= {o for o in produced if o.startswith(dep + "/")}  # a folder of other stages' outputs
+            else:
+                inputs.add(dep)
+        graph[name] = {"cmd": stage["cmd"], "inputs": inputs, "outputs": stage["outputs"]}
     return graph
 
 
@@ -38,9 +43,13 @@ def snakemake_graph() -> dict[str, dict]:
             continue
         field = lambda key: re.search(rf"^\s+{key}: (.*)$", block, re.M)  # noqa: E731
         cmd = re.search(r"^Shell command: (.*)$", block, re.M)
-        graph[rule.group(1)] = {"cmd": cmd.group(1).strip() if cmd else None,
-                                "inputs": set(field("input").group(1).split(", ")) if field("input") else set(),
-                                "outputs": set(field("output").group(1).split(", "))}
+        wildcards = field("wildcards")
+        # DVC names a matrix cell stage@value-value in the order the matrix lists its keys
+        name = rule.group(1) + ("@" + "-".join(kv.split("=", 1)[1] for kv in wildcards.group(1).split(", "))
+                                if wildcards else "")
+        graph[name] = {"cmd": cmd.group(1).strip() if cmd else None,
+                       "inputs": set(field("input").group(1).split(", ")) if field("input") else set(),
+                       "outputs": set(field("output").group(1).split(", "))}
     return graph
 
 

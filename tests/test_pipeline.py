@@ -21,6 +21,28 @@ def test_dvc_repro_builds_the_report(dvc_smoke_run):
         assert (dvc_smoke_run / "reports" / name).stat().st_size > 0
 
 
+def test_grid_cells_are_reported(dvc_smoke_run):
+    """Every declared cell lands in reports/metrics.json as grid.<method>.<concept>.<attack>.<metric>."""
+    cell = json.loads((dvc_smoke_run / "reports" / "metrics.json").read_text())["grid"]["none"]["red"]["no_attack"]
+    assert set(cell) == {"target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip"}
+    assert cell["asr"] == cell["pre_asr"]  # no attack adds nothing to what the model already shows
+    assert cell["target_rate"] >= SMOKE_COLOUR_FLOOR  # the unmodified model draws red when asked
+
+
+def test_changing_one_param_reruns_exactly_its_stages(dvc_smoke_run):
+    params = dvc_smoke_run / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("  steps: 20\n", "  steps: 12\n", 1))  # generate.steps
+        out = subprocess.run(["dvc", "repro", "--dry"], cwd=dvc_smoke_run, capture_output=True, text=True,
+                             check=True).stdout
+    finally:
+        params.write_text(original)
+    stages = set(re.findall(r"Running stage '([^']+)'", out))
+    assert stages == {"generate", "evaluate", "defended_images@none-red", "attack@none-red-no_attack",
+                      "evaluate_cell@none-red-no_attack", "report"}
+
+
 def test_smoke_model_learns_colour(dvc_smoke_run):
     """The CI-size model follows colour words on held-out phrasings well above chance (1/5)."""
     metrics = json.loads((dvc_smoke_run / "reports" / "metrics.json").read_text())

@@ -13,9 +13,28 @@ from pathlib import Path
 
 
 def _params(args):
-    from eraselab.params import load_params
+    from eraselab.params import check_components, load_params
 
-    return load_params(args.params)
+    params = load_params(args.params)
+    check_components(params, args.params)
+    return params
+
+
+def _model_source(params, local: str) -> str:
+    """The pipeline later stages start from: the toy base model built here, or a hub id (sd14)."""
+    return params.model.hub_id if params.model.source == "hub" else local
+
+
+def _concept(folder: str):
+    """A concept's prompt folder (written by `eraselab concept-prompts`) -> its `Concept`."""
+    import json
+
+    from eraselab.concepts import Concept
+
+    path = Path(folder) / "concept.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: run `eraselab concept-prompts` for this concept first")
+    return Concept.from_json(json.loads(path.read_text()))
 
 
 def cmd_world(args) -> None:
@@ -28,40 +47,41 @@ def cmd_world(args) -> None:
 
 def cmd_base_model(args) -> None:
     from eraselab._compat import set_threads
-    from eraselab.io import write_json
+    from eraselab.io import record_timing, write_json
     from eraselab.models.base_model import train_base_model
 
     params = _params(args)
     set_threads(params.base_model.threads)
     summary, log = train_base_model(params, Path(args.world), Path(args.out))
+    record_timing(args.out, summary.pop("time_s"))
     write_json(args.metrics, summary)
     write_json(Path(args.plots) / "vae.json", [r for r in log if r["stage"] == "vae"])
     write_json(Path(args.plots) / "unet.json", [r for r in log if r["stage"] == "unet"])
     print(summary)
 
 
-def cmd_judge(args) -> None:
+def _train_scorer(args, section: str, train) -> None:
+    """Judge and tiny CLIP: train on the world, save the model, write its held-out metrics."""
     from eraselab._compat import set_threads
     from eraselab.io import write_json
-    from eraselab.models.judge import train_judge
 
     params = _params(args)
-    set_threads(params.judge.threads)
-    metrics = train_judge(params, Path(args.world), Path(args.out))
+    set_threads(getattr(params, section).threads)
+    metrics = train(params, Path(args.world), Path(args.out))
     write_json(args.metrics, metrics)
     print(metrics)
+
+
+def cmd_judge(args) -> None:
+    from eraselab.models.judge import train_judge
+
+    _train_scorer(args, "judge", train_judge)
 
 
 def cmd_clip(args) -> None:
-    from eraselab._compat import set_threads
-    from eraselab.io import write_json
     from eraselab.models.clip import train_clip
 
-    params = _params(args)
-    set_threads(params.clip.threads)
-    metrics = train_clip(params, Path(args.world), Path(args.out))
-    write_json(args.metrics, metrics)
-    print(metrics)
+    _train_scorer(args, "clip", train_clip)
 
 
 def cmd_prompts(args) -> None:
@@ -70,13 +90,34 @@ def cmd_prompts(args) -> None:
 
     params = _params(args)
     spec = WorldSpec.from_params(params.world)
-    out = Path(args.out)
-    write_prompts(out / "heldout.jsonl", evaluation_prompts(spec, params.prompts.per_combination, params.prompts.seed))
+    write_prompts(Path(args.out), evaluation_prompts(spec, params.prompts.per_combination, params.prompts.seed))
+
+
+def cmd_concept_prompts(args) -> None:
+    import json
+
+    from eraselab.io import atomic_dir
+    from eraselab.prompts import write_prompts
+    from eraselab.prompts.world_prompts import CONCEPT_SETS, concept_prompt_set, concept_spec
+    from eraselab.world.dataset import WorldSpec
+
+    params = _params(args)
+    p = params.prompts
+    spec = WorldSpec.from_params(params.world)
+    with atomic_dir(args.out) as out:
+        for which in CONCEPT_SETS:
+            records = concept_prompt_set(spec, args.concept, which, p.per_concept, p.seed)
+            write_prompts(out / f"{which}.jsonl", records)
+            if which == "target_train":
+                write_prompts(out / "attack_seeds.jsonl", records[: p.attack_seeds])
+        concept = concept_spec(spec, args.concept, p.per_concept, p.seed)
+        (out / "concept.json").write_text(json.dumps(concept.to_json(), indent=2))
 
 
 def cmd_generate(args) -> None:
     from eraselab._compat import set_threads
     from eraselab.generate import SamplingConfig, generate_prompts, write_images
+    from eraselab.io import record_timing
     from eraselab.models import load_pipeline
     from eraselab.prompts import read_prompts
 
@@ -85,13 +126,124 @@ def cmd_generate(args) -> None:
     set_threads(g.threads)
     records = read_prompts(args.prompts)
     config = SamplingConfig(steps=g.steps, guidance=g.guidance, scheduler=g.scheduler, batch_size=g.batch_size)
-    pipe = load_pipeline(args.model, params.model.device, params.model.fp16)
+    pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
     start = time.perf_counter()
     images = generate_prompts(pipe, [r["prompt"] for r in records], [r["seed"] for r in records], config)
     elapsed = time.perf_counter() - start
     meta = {"model": str(args.model), "steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler}
     write_images(Path(args.out), images, [{**r, **meta} for r in records])
+    record_timing(args.out, {"generate_s": elapsed, "images_per_s": len(images) / elapsed})
     print(f"{len(images)} images in {elapsed:.1f} s ({len(images) / elapsed:.1f} img/s)")
+
+
+def _sampling(params):
+    from eraselab.generate import SamplingConfig
+
+    g = params.generate
+    return SamplingConfig(steps=g.steps, guidance=g.guidance, scheduler=g.scheduler, batch_size=g.batch_size)
+
+
+def cmd_erase(args) -> None:
+    from eraselab._compat import set_threads
+    from eraselab.erasure.base import write_artifact_manifest
+    from eraselab.io import atomic_dir, record_timing
+    from eraselab.models import load_pipeline
+    from eraselab.registry import method
+
+    params = _params(args)
+    set_threads(params.grid.threads)
+    concept = _concept(args.prompts)
+    eraser = method(args.method)()
+    method_params = eraser.Params.model_validate(params.erase[args.method])
+    pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
+    start = time.perf_counter()
+    with atomic_dir(args.out) as tmp:
+        log = eraser.erase(pipe, concept, method_params, tmp)
+        write_artifact_manifest(tmp, args.method, concept, method_params, log)
+    record_timing(args.out, {"erase_s": time.perf_counter() - start})
+    print(f"{args.method} on {concept.name}: {log}")
+
+
+def cmd_defended_images(args) -> None:
+    from eraselab._compat import set_threads
+    from eraselab.erasure.base import load_defended
+    from eraselab.generate import write_images
+    from eraselab.io import atomic_dir
+    from eraselab.models import load_pipeline
+    from eraselab.prompts import read_prompts
+    from eraselab.prompts.world_prompts import CONCEPT_SETS
+
+    params = _params(args)
+    set_threads(params.grid.threads)
+    config = _sampling(params)
+    pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
+    defended = load_defended(pipe, Path(args.artifact))
+    folder = Path(args.prompts)
+    with atomic_dir(args.out) as tmp:
+        for which in CONCEPT_SETS:
+            records = read_prompts(folder / f"{which}.jsonl")
+            images = defended.generate_prompts([r["prompt"] for r in records], [r["seed"] for r in records], config)
+            meta = {"method": defended.method, "steps": config.steps, "guidance": config.guidance,
+                    "scheduler": config.scheduler}
+            write_images(tmp / which, images, [{**r, **meta} for r in records])
+
+
+def cmd_attack(args) -> None:
+    from safetensors.torch import save_file
+
+    from eraselab._compat import set_threads
+    from eraselab.erasure.base import load_defended
+    from eraselab.generate import write_images
+    from eraselab.io import atomic_dir, record_timing
+    from eraselab.models import load_pipeline
+    from eraselab.models.judge import load_judge
+    from eraselab.prompts import read_prompts
+    from eraselab.registry import attack
+
+    params = _params(args)
+    set_threads(params.grid.threads)
+    config = _sampling(params)
+    attacker = attack(args.attack)()
+    attack_params = attacker.Params.model_validate(params.attack[args.attack])
+    source = _model_source(params, args.model)
+    undefended = load_pipeline(source, params.model.device, params.model.fp16)
+    defended = load_defended(load_pipeline(source, params.model.device, params.model.fp16), Path(args.artifact))
+    seeds = read_prompts(Path(args.prompts) / "attack_seeds.jsonl")
+    start = time.perf_counter()
+    adversarial = attacker.run(defended, undefended, _concept(args.prompts), seeds, attack_params,
+                               judge=load_judge(Path(args.judge)))
+    elapsed = time.perf_counter() - start
+    import torch
+
+    # one batched sampling call for all adversarial prompts, text and embeddings alike
+    cond = torch.cat([adv.embedding[None].to(defended.pipe.device) if adv.embedding is not None
+                      else defended.encode([adv.prompt]) for adv in adversarial])
+    images = defended.generate(cond, [adv.seed for adv in adversarial], config)
+    embeddings = {f"{i:05d}": adv.embedding.detach().cpu().contiguous()
+                  for i, adv in enumerate(adversarial) if adv.embedding is not None}
+    records = [{"seed_prompt": adv.seed_prompt, "seed": adv.seed, "prompt": adv.prompt,
+                "embedding": f"{i:05d}" if adv.embedding is not None else None, "log": adv.log}
+               for i, adv in enumerate(adversarial)]
+    with atomic_dir(args.out) as tmp:
+        write_images(tmp / "images", images, records)
+        if embeddings:
+            save_file(embeddings, tmp / "embeddings.safetensors")
+    record_timing(args.out, {"attack_s": elapsed})
+
+
+def cmd_evaluate_cell(args) -> None:
+    from eraselab._compat import set_threads
+    from eraselab.evaluation.cell import evaluate_cell
+    from eraselab.io import write_json
+    from eraselab.models.clip import load_clip
+    from eraselab.models.judge import load_judge
+
+    params = _params(args)
+    set_threads(params.grid.threads)
+    metrics = evaluate_cell(_concept(args.prompts), Path(args.samples), Path(args.attack),
+                            load_judge(Path(args.judge)), load_clip(Path(args.clip)))
+    write_json(args.out, metrics)
+    print(metrics)
 
 
 def cmd_evaluate(args) -> None:
@@ -119,7 +271,7 @@ def cmd_report(args) -> None:
     params = _params(args)
     images, records = read_images(Path(args.images))
     summary = build_report(params, Path(args.metrics), Path(args.plots), images, records, load_judge(Path(args.judge)),
-                           Path(args.out))
+                           Path(args.out), Path(args.cells), Path(args.attacks))
     print(summary)
 
 
@@ -139,7 +291,7 @@ def cmd_check(args) -> None:
 COMMANDS = {
     "check": (cmd_check, "validate params.yaml and exit", []),
     "params": (cmd_params, "print complete params (defaults + a profile's overrides), e.g. > params.yaml",
-               [("--profile", None)]),
+               [("--profile", "")]),
     "world": (cmd_world, "render the toy world's image splits", [("--out", "data/world")]),
     "base-model": (cmd_base_model, "train the toy text-to-image model (diffusers layout)",
                    [("--world", "data/world"), ("--out", "models/base"), ("--metrics", "metrics/base_model_train.json"),
@@ -148,15 +300,29 @@ COMMANDS = {
               [("--world", "data/world"), ("--out", "models/judge"), ("--metrics", "metrics/judge.json")]),
     "clip": (cmd_clip, "train the tiny open_clip model",
              [("--world", "data/world"), ("--out", "models/clip"), ("--metrics", "metrics/clip.json")]),
-    "prompts": (cmd_prompts, "write evaluation prompt sets", [("--out", "data/prompts")]),
+    "prompts": (cmd_prompts, "write the base model's held-out evaluation prompts",
+                [("--out", "data/prompts/heldout.jsonl")]),
+    "concept-prompts": (cmd_concept_prompts, "write one concept's prompt sets (target_train, target_heldout, retain)",
+                        [("--concept", None), ("--out", None)]),
     "generate": (cmd_generate, "sample images for a prompt set",
                  [("--model", "models/base"), ("--prompts", "data/prompts/heldout.jsonl"), ("--out", "data/generated/base")]),
+    "erase": (cmd_erase, "erase one concept with one method; writes the method's artifact",
+              [("--method", None), ("--prompts", None), ("--model", "models/base"), ("--out", None)]),
+    "defended-images": (cmd_defended_images, "images of a concept's prompt sets through a defended model",
+                        [("--artifact", None), ("--prompts", None), ("--model", "models/base"), ("--out", None)]),
+    "attack": (cmd_attack, "red-team one defended model on one concept; adversarial prompts and their images",
+               [("--attack", None), ("--artifact", None), ("--prompts", None), ("--model", "models/base"),
+                ("--judge", "models/judge"), ("--out", None)]),
+    "evaluate-cell": (cmd_evaluate_cell, "metrics of one method x concept x attack cell",
+                      [("--prompts", None), ("--samples", None), ("--attack", None), ("--judge", "models/judge"),
+                       ("--clip", "models/clip"), ("--out", None)]),
     "evaluate": (cmd_evaluate, "judge-score generated images",
                  [("--images", "data/generated/base"), ("--judge", "models/judge"), ("--clip", "models/clip"),
                   ("--out", "metrics/base_model.json")]),
     "report": (cmd_report, "render reports/ (metrics.json, report.md, index.html)",
                [("--metrics", "metrics"), ("--plots", "plots"), ("--images", "data/generated/base"),
-                ("--judge", "models/judge"), ("--out", "reports")]),
+                ("--cells", "metrics/cells"), ("--attacks", "data/attacks"), ("--judge", "models/judge"),
+                ("--out", "reports")]),
 }
 
 
@@ -167,7 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         for flag, default in options:
-            p.add_argument(flag, default=default, help=f"(default: {default})")
+            if default is None:
+                p.add_argument(flag, required=True)
+            else:
+                p.add_argument(flag, default=default, help=f"(default: {default})")
     return parser
 
 

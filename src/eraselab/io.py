@@ -15,6 +15,10 @@ def atomic_dir(target: str | Path):
     """Yield a temp dir beside ``target``; on success it replaces ``target``, on error it is removed."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A killed run (SIGKILL skips cleanup) leaves its temp dir behind; the engines never run two jobs on
+    # one output at once, so any earlier temp of this target is stale.
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
@@ -45,3 +49,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_config(folder: str | Path, command: str) -> dict:
+    """A saved model's config.json; a missing one names the command that builds it."""
+    path = Path(folder) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: run `eraselab {command}` first")
+    return json.loads(path.read_text())
+
+
+TIMING_DIR = Path("logs") / "timing"
+
+
+def record_timing(output: str | Path, seconds: dict[str, float]) -> None:
+    """Wall-clock timings go beside the artifacts, never into them: artifacts stay bit-identical across
+    runs (and across engines), while logs/timing/<output>.json (untracked) feeds benchmarks."""
+    write_json(TIMING_DIR / f"{Path(output).as_posix().strip('/')}.json", {k: round(v, 2) for k, v in seconds.items()})

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from eraselab.registry import ATTACKS, METHODS
 from eraselab.world.vocabulary import SYNONYMS
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -148,6 +149,34 @@ class ModelParams(Section):
 class PromptsParams(Section):
     seed: NonNegInt = 0
     per_combination: PositiveInt = 4  # held-out prompts per (shape, colour, texture)
+    per_concept: PositiveInt = 60  # prompts per concept in each of target_train, target_heldout, retain
+    attack_seeds: PositiveInt = 30  # the first N target_train prompts seed every attack
+
+
+def _names(what: str, table: dict):
+    def check(values: list[str]) -> list[str]:
+        for value in values:
+            if value not in table:
+                raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(table)}")
+        if len(set(values)) != len(values) or not values:
+            raise ValueError(f"need a non-empty list without duplicates, got {values}")
+        return values
+
+    return check
+
+
+class GridParams(Section):
+    """The method x concept x attack grid. Every cell is its own cached stage."""
+
+    concepts: list[str] = ["red", "star", "striped"]
+    methods: list[str] = ["none"]
+    attacks: list[str] = ["no_attack"]
+    threads: PositiveInt = 2  # torch threads in every grid stage (erase, images, attack, evaluate)
+
+    _methods = field_validator("methods")(_names("erasure method", METHODS))
+    _attacks = field_validator("attacks")(_names("attack", ATTACKS))
+
+
 
 
 class GenerateParams(Section):
@@ -184,7 +213,27 @@ class Params(Section):
     model: ModelParams = ModelParams()
     prompts: PromptsParams = PromptsParams()
     generate: GenerateParams = GenerateParams()
+    grid: GridParams = GridParams()
+    erase: dict[str, dict] = {"none": {}}  # per method; each method validates its own keys
+    attack: dict[str, dict] = {"no_attack": {}}  # per attack, likewise
     report: ReportParams = ReportParams()
+
+    @model_validator(mode="after")
+    def _grid_is_consistent(self):
+        world = [c for names in (self.world.shapes, self.world.colours, self.world.textures) for c in names]
+        for concept in self.grid.concepts:
+            if concept not in world:
+                raise ValueError(f"grid.concepts: {concept!r} is not in the world (world.shapes/colours/textures); "
+                                 f"valid choices: {', '.join(world)}")
+        for section, table, used in (("erase", METHODS, self.grid.methods), ("attack", ATTACKS, self.grid.attacks)):
+            entries = getattr(self, section)
+            for name in entries:
+                if name not in table:
+                    raise ValueError(f"{section}.{name}: unknown; valid choices: {', '.join(table)}")
+            for name in used:
+                if name not in entries:
+                    raise ValueError(f"{section}.{name}: missing; every grid entry needs its params (may be {{}})")
+        return self
 
     @model_validator(mode="after")
     def _latent_fits(self):
@@ -209,7 +258,7 @@ def _format(err: ValidationError, source: str) -> str:
                 model = model.model_fields[p].annotation if isinstance(p, str) and p in model.model_fields else model
             choices = ", ".join(getattr(model, "model_fields", {}))
             msg = f"unknown key; valid keys here: {choices}"
-        lines.append(f"  {key}: {msg}")
+        lines.append(f"  {key}: {msg}" if e["loc"] else f"  {msg}")  # cross-section checks name their keys
     return "\n".join(lines)
 
 
@@ -218,6 +267,20 @@ def parse_params(data: dict, source: str = "params") -> Params:
         return Params.model_validate(data or {})
     except ValidationError as err:
         raise ParamsError(_format(err, source)) from None
+
+
+def check_components(params: Params, source: str = "params.yaml") -> None:
+    """Validate each grid method's and attack's own params (imports their modules, so not at parse time)."""
+    from eraselab import registry
+
+    for section, lookup, names in (("erase", registry.method, params.grid.methods),
+                                   ("attack", registry.attack, params.grid.attacks)):
+        for name in names:
+            try:
+                lookup(name).Params.model_validate(getattr(params, section)[name])
+            except ValidationError as err:
+                lines = [f"  {section}.{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+                raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

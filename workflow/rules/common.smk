@@ -4,6 +4,13 @@ from eraselab.params import parse_params
 
 # Validate params.yaml once, before any rule runs: a bad key stops the workflow with its name.
 PARAMS = parse_params(config, "params.yaml")
+GRID = config["grid"]
+
+
+wildcard_constraints:
+    method="[a-z0-9_]+",
+    concept="[a-z0-9_-]+",
+    attack="[a-z0-9_]+",
 
 
 def code(*paths):

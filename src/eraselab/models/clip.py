@@ -20,7 +20,7 @@ from open_clip.model import CLIP
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from eraselab.io import atomic_dir
+from eraselab.io import atomic_dir, read_config
 from eraselab.world import Labels, sample_caption
 from eraselab.world.dataset import WorldSpec, load_split
 from eraselab.world.vocabulary import PHRASINGS
@@ -114,10 +114,7 @@ def train_clip(params, world_dir: Path, out: Path) -> dict:
 
 def load_clip(path: Path) -> ClipScorer:
     path = Path(path)
-    config_path = path / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} missing: run `eraselab clip` first")
-    config = json.loads(config_path.read_text())
+    config = read_config(path, "clip")
     model = CLIP(**config["model"])
     model.load_state_dict(load_file(path / "open_clip.safetensors"))
     return ClipScorer(model, config["image_size"])

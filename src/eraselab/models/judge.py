@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from eraselab.io import atomic_dir
+from eraselab.io import atomic_dir, read_config
 from eraselab.world.dataset import WorldSpec, load_split
 
 
@@ -101,10 +101,7 @@ def train_judge(params, world_dir: Path, out: Path) -> dict:
 
 def load_judge(path: Path) -> JudgeCNN:
     path = Path(path)
-    config_path = path / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} missing: run `eraselab judge` first")
-    config = json.loads(config_path.read_text())
+    config = read_config(path, "judge")
     model = JudgeCNN(config["classes"], config["channels"])
     model.load_state_dict(load_file(path / "judge.safetensors"))
     return model.eval()

@@ -32,7 +32,7 @@ def load_pipeline(source: str | Path, device: str = "auto", fp16: bool = False) 
     """``source``: a directory in StableDiffusionPipeline layout, or a hub id like CompVis/stable-diffusion-v1-4."""
     dev = resolve_device(device)
     dtype = torch.float16 if fp16 and dev.type == "cuda" else torch.float32
-    kwargs = dict(torch_dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
+    kwargs = dict(dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").exists():
@@ -47,7 +47,7 @@ def load_pipeline(source: str | Path, device: str = "auto", fp16: bool = False) 
             pipe = StableDiffusionPipeline.from_pretrained(str(source), local_files_only=offline, **kwargs)
         except (OSError, ValueError) as err:  # hub errors subclass OSError; ValueError for missing safetensors
             raise ModelUnavailableError(
-                f"model {source!r} is not available here: it is not in the local Hugging Face cache "
+                f"model {source!r} is not available here: it is no local directory, not in the local Hugging Face cache "
                 f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and could not be downloaded "
                 f"({type(err).__name__}). Pre-download it on a machine with network access with "
                 f"`hf download {source}` (huggingface_hub) and copy the cache here, or point the model "

@@ -85,7 +85,53 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f3f3f3}img{max-width:100%;image-rendering:pixelated}figcaption{color:#555;font-size:.9em}"""
 
 
-def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray, records: list[dict], judge, out: Path) -> dict:
+CELL_METRICS = ("target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip")
+
+
+def read_grid(params, cells_dir: Path) -> dict:
+    """grid[method][concept][attack] = metrics, for exactly the cells params.yaml declares."""
+    grid: dict = {}
+    for m in params.grid.methods:
+        for c in params.grid.concepts:
+            for a in params.grid.attacks:
+                data = json.loads((Path(cells_dir) / m / c / f"{a}.json").read_text())
+                grid.setdefault(m, {}).setdefault(c, {})[a] = {k: data[k] for k in CELL_METRICS}
+    return grid
+
+
+def tradeoff_plot(grid: dict) -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (method, concepts) in enumerate(grid.items()):
+        points = [(v["retention"], v["asr"]) for attacks in concepts.values() for v in attacks.values()]
+        ax.scatter(*zip(*points), label=method, color=f"C{i}", s=40, alpha=0.8)
+    ax.set_xlabel("retention (judge accuracy on other concepts)")
+    ax.set_ylabel("ASR")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("ASR vs retention: each point one concept x attack")
+    return _figure_png(fig)
+
+
+def grid_tables(grid: dict, attacks: list[str]) -> list[tuple[str, str, str]]:
+    """(title, markdown, html) tables: method x attack ASR, then one table per concept."""
+    methods = list(grid)
+    concepts = list(next(iter(grid.values())))
+    out = []
+    rows = [[m] + [float(np.mean([grid[m][c][a]["asr"] for c in concepts])) for a in attacks] for m in methods]
+    out.append(("ASR by method and attack (mean over concepts)", *_table(["method", *attacks], rows)))
+    for c in concepts:
+        header = ["method", "target_rate", "heldout_rate", "retention", "clip", *[f"ASR {a}" for a in attacks]]
+        first = attacks[0]
+        rows = [[m, grid[m][c][first]["target_rate"], grid[m][c][first]["heldout_rate"], grid[m][c][first]["retention"],
+                 grid[m][c][first]["clip"], *[grid[m][c][a]["asr"] for a in attacks]] for m in methods]
+        out.append((f"Concept: {c}", *_table(header, rows)))
+    return out
+
+
+def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray, records: list[dict], judge, out: Path,
+                 cells_dir: Path, attacks_dir: Path) -> dict:
     metrics_dir = Path(metrics_dir)
     base = json.loads((metrics_dir / "base_model.json").read_text())
     train = {"summary": json.loads((metrics_dir / "base_model_train.json").read_text()),
@@ -98,10 +144,10 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
             "accuracy": base["accuracy"],
             "clip_score": base["clip_score"],
             "vae_psnr_db": train["summary"]["vae_psnr_db"],
-            "train_time_s": round(sum(train["summary"]["time_s"].values()), 1),
         },
         "judge": {"heldout_accuracy": judge_m["heldout_accuracy"]},
         "clip": {"zero_shot_accuracy": clip_m["zero_shot_accuracy"]},
+        "grid": read_grid(params, cells_dir),
     }
 
     rp = params.report
@@ -115,23 +161,50 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
     per_rows = [[k, c, v] for k in kinds for c, v in base["per_concept"][k].items()]
     per_md, per_html = _table(["kind", "concept", "accuracy"], per_rows)
     s = train["summary"]
-    info_rows = [["VAE PSNR (dB)", s["vae_psnr_db"]], ["training time VAE (s)", s["time_s"]["vae_s"]],
-                 ["training time UNet + text encoder (s)", s["time_s"]["unet_text_s"]],
-                 ["CLIP score (tiny open_clip, 100·cos)", base["clip_score"]]]
+    info_rows = [["VAE PSNR (dB)", s["vae_psnr_db"]], ["CLIP score (tiny open_clip, 100·cos)", base["clip_score"]]]
     info_rows += [[f"params {k} (M)", v] for k, v in s["params_m"].items()]
     info_md, info_html = _table(["quantity", "value"], info_rows)
     judge_md, judge_html = _table(["kind", "judge held-out", "tiny CLIP zero-shot"],
                                   [[k, judge_m["heldout_accuracy"][k], clip_m["zero_shot_accuracy"][k]] for k in kinds])
     captions = [records[i]["prompt"] for i in order[: rp.grid_columns]]
 
+    from eraselab.generate import read_images
+
+    tables = grid_tables(summary["grid"], params.grid.attacks)
+    strips, n_blurred, n_shown = {}, int(flagged.sum()), n
+    for m in params.grid.methods:
+        for c in params.grid.concepts:
+            for a in params.grid.attacks:
+                cell_images, _ = read_images(Path(attacks_dir) / m / c / a / "images")
+                cell_images = cell_images[: rp.grid_columns]
+                cell_flags = judge_flags(judge, cell_images, rp.censor_concepts)
+                n_blurred, n_shown = n_blurred + int(cell_flags.sum()), n_shown + len(cell_images)
+                strips[f"cell_{m}_{c}_{a}.png"] = (f"{m} / {c} / {a}",
+                                                    _png(image_grid(censor(cell_images, cell_flags, rp.blur_radius),
+                                                                    rp.grid_columns), UPSCALE))
     with atomic_dir(out) as tmp:
         files = {"grid.png": _png(grid, UPSCALE), "loss.png": loss_plot(train["log"]),
-                 "accuracy.png": accuracy_plot(base["per_concept"])}
+                 "accuracy.png": accuracy_plot(base["per_concept"]), "tradeoff.png": tradeoff_plot(summary["grid"]),
+                 **{name: data for name, (_, data) in strips.items()}}
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         write_json(tmp / "metrics.json", summary)
         censored = f"{int(flagged.sum())} of {n} images blurred (concepts: {', '.join(rp.censor_concepts) or 'none'})"
+        grid_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in tables)
+        strips_md = "\n\n".join(f"**{caption}** (adversarial prompts' images)\n\n![{caption}]({name})"
+                                  for name, (caption, _) in strips.items())
         md = f"""# eraselab report
+
+## Erasure grid
+Methods: {', '.join(params.grid.methods)}; concepts: {', '.join(params.grid.concepts)}; attacks:
+{', '.join(params.grid.attacks)}. {n_blurred} of {n_shown} images in this report are blurred because the
+detector flags them (censored concepts: {', '.join(rp.censor_concepts) or 'none'}).
+
+{grid_md}
+
+![ASR vs retention](tradeoff.png)
+
+{strips_md}
 
 ## Base model: prompt following on held-out phrasings
 {base['n_images']} images, judge-scored.
@@ -158,6 +231,11 @@ First row's prompts: {'; '.join(captions)}
         img = lambda name, alt: f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(files[name]).decode()}">'  # noqa: E731
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>eraselab report</title><style>{CSS}</style></head>
 <body><h1>eraselab report</h1>
+<h2>Erasure grid</h2><p>{n_blurred} of {n_shown} images in this report are blurred because the detector flags
+them (censored concepts: {html.escape(', '.join(rp.censor_concepts) or 'none')}).</p>
+{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in tables)}
+<figure>{img('tradeoff.png', 'ASR vs retention')}</figure>
+{''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: adversarial prompts' images</figcaption></figure>" for name, (caption, _) in strips.items())}
 <h2>Base model: prompt following on held-out phrasings</h2><p>{base['n_images']} images, judge-scored.</p>
 {acc_html}{per_html}<figure>{img('accuracy.png', 'per-concept accuracy')}</figure>
 {info_html}<figure>{img('loss.png', 'training curves')}</figure>

@@ -1,0 +1,12 @@
+"""`no_attack`: the seed prompts as they are; the reference row (its ASR is the Pre-ASR)."""
+
+from __future__ import annotations
+
+from eraselab.attacks.base import AdversarialPrompt, Attack
+
+
+class NoAttack(Attack):
+    name = "no_attack"
+
+    def run(self, defended, undefended, concept, seeds, params, judge=None):
+        return [AdversarialPrompt(r["prompt"], r["seed"], r["prompt"], log={"queries": 0}) for r in seeds]

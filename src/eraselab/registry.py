@@ -1,0 +1,32 @@
+"""Registries of erasure methods and attacks: name -> "module:Class", imported only when used.
+
+Adding a method or an attack is one module plus one line here (and its params in params.yaml).
+Names are lower-case; they become stage names, paths and `dvc exp show` columns.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+METHODS = {
+    "none": "eraselab.erasure.none:NoErasure",
+}
+
+ATTACKS = {
+    "no_attack": "eraselab.attacks.no_attack:NoAttack",
+}
+
+
+def _load(table: dict[str, str], name: str, what: str):
+    if name not in table:
+        raise KeyError(f"unknown {what} {name!r}; valid choices: {', '.join(table)}")
+    module, cls = table[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def method(name: str):
+    return _load(METHODS, name, "erasure method")
+
+
+def attack(name: str):
+    return _load(ATTACKS, name, "attack")
