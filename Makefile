@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run snakemake test bench clean
+.PHONY: install run snakemake test bench screenshot clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: install
 
 bench: install  ## after `make run`: training time and generation throughput, as a Markdown table
 	$(BIN)/python benchmarks/base_model.py
+
+screenshot:  ## after `make run`: look at the report as a person would (headless Chromium, offline)
+	mkdir -p logs && chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+	  --disable-component-update --disable-sync --no-first-run --user-data-dir=$$(mktemp -d) \
+	  --window-size=1200,2600 --screenshot=logs/report.png file://$(CURDIR)/reports/index.html
+	@echo "open logs/report.png"
 
 clean:
 	rm -rf data/world data/prompts data/generated models metrics plots reports .snakemake

@@ -85,3 +85,14 @@ def test_dvc_sees_the_same_graph():
     out = subprocess.run(["dvc", "dag", "--md"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     for stage in dvc_graph():
         assert stage in out
+
+
+@pytest.mark.parametrize("profile", ["smoke", "sd14"])
+def test_every_profile_builds_its_graph_in_both_engines(profile, tmp_path):
+    from conftest import scratch_repo
+
+    repo = scratch_repo(tmp_path / "repo", profile)
+    dag = subprocess.run(["dvc", "dag", "--md"], cwd=repo, capture_output=True, text=True)
+    assert dag.returncode == 0 and "report" in dag.stdout, dag.stderr
+    dry = subprocess.run(["snakemake", "--dry-run", "--cores", "1", "reports/"], cwd=repo, capture_output=True, text=True)
+    assert dry.returncode == 0 and "report" in dry.stdout, dry.stderr[-2000:]
