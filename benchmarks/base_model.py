@@ -1,6 +1,6 @@
 """Base-model benchmark: training time (from the run's own timing) and generation throughput.
 
-Usage (after `dvc repro` or `make run`): python benchmarks/base_model.py [--threads 2]
+Usage (in the repo root, after `make run`): python benchmarks/base_model.py [--threads 2]
 Prints a Markdown table for the README. Speed targets live here, never in timed unit tests.
 """
 
@@ -17,7 +17,7 @@ from eraselab._compat import set_threads
 from eraselab.generate import SamplingConfig, generate_prompts
 from eraselab.models import load_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path.cwd()  # the checkout to measure: run from its root
 TRAIN_TARGET_S = 20 * 60  # issue 2: VAE + UNet + text encoder in <= 20 minutes on the 2-core machine
 
 
