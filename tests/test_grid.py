@@ -52,12 +52,12 @@ def test_none_method_leaves_the_model_untouched(tiny_pipeline, tmp_path):
     params = method.Params()
     log = method.erase(tiny_pipeline, concept, params, tmp_path)
     write_artifact_manifest(tmp_path, "none", concept, params, log)
-    defended = load_defended(tiny_pipeline, tmp_path)
+    config = SamplingConfig(steps=3)
+    defended = load_defended(tiny_pipeline, tmp_path, config)
     assert isinstance(defended, Defended) and defended.method == "none"
     assert all(torch.equal(before[k], v) for k, v in tiny_pipeline.unet.state_dict().items())
-    config = SamplingConfig(steps=3)
     prompts, seeds = list(concept.erase_prompts[:2]), [1, 2]
-    assert np.array_equal(defended.generate_prompts(prompts, seeds, config),
+    assert np.array_equal(defended.generate_prompts(prompts, seeds),
                           generate_prompts(tiny_pipeline, prompts, seeds, config, progress=False))
     assert json.loads((tmp_path / "artifact.json").read_text())["concept"] == "red"
 
@@ -65,7 +65,7 @@ def test_none_method_leaves_the_model_untouched(tiny_pipeline, tmp_path):
 def test_no_attack_returns_the_seed_prompts():
     seeds = [{"prompt": "a red star", "seed": 3}, {"prompt": "a red disc", "seed": 4}]
     out = registry.attack("no_attack")().run(None, None, None, seeds, registry.attack("no_attack").Params())
-    assert [(a.prompt, a.seed, a.embedding) for a in out] == [("a red star", 3, None), ("a red disc", 4, None)]
+    assert [(a.prompt, a.seed, a.token_ids) for a in out] == [("a red star", 3, None), ("a red disc", 4, None)]
 
 
 @pytest.mark.parametrize("concept, kind", [("red", "colour"), ("star", "shape"), ("striped", "texture")])

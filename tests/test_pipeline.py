@@ -5,6 +5,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from conftest import scratch_repo
 
@@ -29,6 +30,15 @@ def test_grid_cells_are_reported(dvc_smoke_run):
     assert cell["target_rate"] >= SMOKE_COLOUR_FLOOR  # the unmodified model draws red when asked
 
 
+def test_erasure_and_attack_act_in_the_smoke_grid(dvc_smoke_run):
+    """ESD-x lowers the concept it erases; the white-box attack never lowers what the model shows."""
+    grid = json.loads((dvc_smoke_run / "reports" / "metrics.json").read_text())["grid"]
+    assert grid["esd_x"]["red"]["no_attack"]["target_rate"] < grid["none"]["red"]["no_attack"]["target_rate"]
+    for method in grid:
+        cell = grid[method]["red"]["unlearndiffatk"]
+        assert cell["asr"] >= cell["pre_asr"]
+
+
 def test_changing_one_param_reruns_exactly_its_stages(dvc_smoke_run):
     params = dvc_smoke_run / "params.yaml"
     original = params.read_text()
@@ -40,8 +50,12 @@ def test_changing_one_param_reruns_exactly_its_stages(dvc_smoke_run):
         # back to the original params: DVC's run-cache restores those outputs without recomputing
         restored = subprocess.run(["dvc", "repro"], cwd=dvc_smoke_run, capture_output=True, text=True, check=True).stdout
     stages = set(re.findall(r"Running stage '([^']+)'", out))
-    assert stages == {"generate", "evaluate", "defended_images@none-red", "attack@none-red-no_attack",
-                      "evaluate_cell@none-red-no_attack", "report"}
+    grid = yaml.safe_load(original)["grid"]
+    cells = [f"{m}-{c}-{a}" for m in grid["methods"] for c in grid["concepts"] for a in grid["attacks"]]
+    # sampling changed: every image-making stage and what reads it; no erasure, no model training
+    assert stages == {"generate", "evaluate", "report", *(f"defended_images@{m}-{c}" for m in grid["methods"]
+                                                          for c in grid["concepts"]),
+                      *(f"attack@{cell}" for cell in cells), *(f"evaluate_cell@{cell}" for cell in cells)}
     assert "Running stage" not in restored and "is cached - skipping run" in restored
 
 

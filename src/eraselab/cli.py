@@ -146,7 +146,7 @@ def _sampling(params):
 def cmd_erase(args) -> None:
     from eraselab._compat import set_threads
     from eraselab.erasure.base import write_artifact_manifest
-    from eraselab.io import atomic_dir, record_timing
+    from eraselab.io import atomic_dir, record_timing, write_json
     from eraselab.models import load_pipeline
     from eraselab.registry import method
 
@@ -154,12 +154,14 @@ def cmd_erase(args) -> None:
     set_threads(params.grid.threads)
     concept = _concept(args.prompts)
     eraser = method(args.method)()
-    method_params = eraser.Params.model_validate(params.erase[args.method])
+    method_params = eraser.Params.model_validate(params.erase.get(args.method, {}))
     pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
         log = eraser.erase(pipe, concept, method_params, tmp)
+        curve = log.pop("loss", [])  # the training curve goes to DVC plots, the rest into artifact.json
         write_artifact_manifest(tmp, args.method, concept, method_params, log)
+    write_json(args.plots, curve)
     record_timing(args.out, {"erase_s": time.perf_counter() - start})
     print(f"{args.method} on {concept.name}: {log}")
 
@@ -177,18 +179,31 @@ def cmd_defended_images(args) -> None:
     set_threads(params.grid.threads)
     config = _sampling(params)
     pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
-    defended = load_defended(pipe, Path(args.artifact))
+    defended = load_defended(pipe, Path(args.artifact), config)
     folder = Path(args.prompts)
     with atomic_dir(args.out) as tmp:
         for which in CONCEPT_SETS:
             records = read_prompts(folder / f"{which}.jsonl")
-            images = defended.generate_prompts([r["prompt"] for r in records], [r["seed"] for r in records], config)
+            images = defended.generate_prompts([r["prompt"] for r in records], [r["seed"] for r in records],
+                                               progress=True)
             meta = {"method": defended.method, "steps": config.steps, "guidance": config.guidance,
                     "scheduler": config.scheduler}
             write_images(tmp / which, images, [{**r, **meta} for r in records])
 
 
+def _checker(concept, judge_dir: str, clip_dir: str):
+    """The attacks' success oracle: the judge sees the concept; CLIP image features for similarity."""
+    from eraselab.attacks.base import Checker
+    from eraselab.evaluation.cell import concept_present
+    from eraselab.models.clip import load_clip
+    from eraselab.models.judge import load_judge
+
+    judge, scorer = load_judge(Path(judge_dir)), load_clip(Path(clip_dir))
+    return Checker(present=lambda images: concept_present(judge, images, concept), image_features=scorer.image_features)
+
+
 def cmd_attack(args) -> None:
+    import torch
     from safetensors.torch import save_file
 
     from eraselab._compat import set_threads
@@ -196,38 +211,36 @@ def cmd_attack(args) -> None:
     from eraselab.generate import write_images
     from eraselab.io import atomic_dir, record_timing
     from eraselab.models import load_pipeline
-    from eraselab.models.judge import load_judge
     from eraselab.prompts import read_prompts
     from eraselab.registry import attack
 
     params = _params(args)
     set_threads(params.grid.threads)
-    config = _sampling(params)
+    torch.manual_seed(0)
     attacker = attack(args.attack)()
-    attack_params = attacker.Params.model_validate(params.attack[args.attack])
+    attack_params = attacker.Params.model_validate(params.attack.get(args.attack, {}))
+    concept = _concept(args.prompts)
     source = _model_source(params, args.model)
     undefended = load_pipeline(source, params.model.device, params.model.fp16)
-    defended = load_defended(load_pipeline(source, params.model.device, params.model.fp16), Path(args.artifact))
+    defended = load_defended(load_pipeline(source, params.model.device, params.model.fp16), Path(args.artifact),
+                             _sampling(params))
     seeds = read_prompts(Path(args.prompts) / "attack_seeds.jsonl")
     start = time.perf_counter()
-    adversarial = attacker.run(defended, undefended, _concept(args.prompts), seeds, attack_params,
-                               judge=load_judge(Path(args.judge)))
+    adversarial = attacker.run(defended, undefended, concept, seeds, attack_params,
+                               checker=_checker(concept, args.judge, args.clip))
     elapsed = time.perf_counter() - start
-    import torch
-
-    # one batched sampling call for all adversarial prompts, text and embeddings alike
-    cond = torch.cat([adv.embedding[None].to(defended.pipe.device) if adv.embedding is not None
-                      else defended.encode([adv.prompt]) for adv in adversarial])
-    images = defended.generate(cond, [adv.seed for adv in adversarial], config)
-    embeddings = {f"{i:05d}": adv.embedding.detach().cpu().contiguous()
-                  for i, adv in enumerate(adversarial) if adv.embedding is not None}
-    records = [{"seed_prompt": adv.seed_prompt, "seed": adv.seed, "prompt": adv.prompt,
-                "embedding": f"{i:05d}" if adv.embedding is not None else None, "log": adv.log}
+    # one batched sampling call for all adversarial prompts, hard and soft alike, through the defended path
+    cond = torch.cat([adv.conditioning(defended) for adv in adversarial])
+    images = defended.generate(cond, [adv.seed for adv in adversarial])
+    soft = {f"{i:05d}": adv.token_embeddings.detach().cpu().contiguous()
+            for i, adv in enumerate(adversarial) if adv.token_embeddings is not None}
+    records = [{"seed_prompt": adv.seed_prompt, "seed": adv.seed, "prompt": adv.prompt, "token_ids": adv.token_ids,
+                "token_embeddings": f"{i:05d}" if adv.token_embeddings is not None else None, "log": adv.log}
                for i, adv in enumerate(adversarial)]
     with atomic_dir(args.out) as tmp:
         write_images(tmp / "images", images, records)
-        if embeddings:
-            save_file(embeddings, tmp / "embeddings.safetensors")
+        if soft:
+            save_file(soft, tmp / "token_embeddings.safetensors")
     record_timing(args.out, {"attack_s": elapsed})
 
 
@@ -307,12 +320,12 @@ COMMANDS = {
     "generate": (cmd_generate, "sample images for a prompt set",
                  [("--model", "models/base"), ("--prompts", "data/prompts/heldout.jsonl"), ("--out", "data/generated/base")]),
     "erase": (cmd_erase, "erase one concept with one method; writes the method's artifact",
-              [("--method", None), ("--prompts", None), ("--model", "models/base"), ("--out", None)]),
+              [("--method", None), ("--prompts", None), ("--model", "models/base"), ("--out", None), ("--plots", None)]),
     "defended-images": (cmd_defended_images, "images of a concept's prompt sets through a defended model",
                         [("--artifact", None), ("--prompts", None), ("--model", "models/base"), ("--out", None)]),
     "attack": (cmd_attack, "red-team one defended model on one concept; adversarial prompts and their images",
                [("--attack", None), ("--artifact", None), ("--prompts", None), ("--model", "models/base"),
-                ("--judge", "models/judge"), ("--out", None)]),
+                ("--judge", "models/judge"), ("--clip", "models/clip"), ("--out", None)]),
     "evaluate-cell": (cmd_evaluate_cell, "metrics of one method x concept x attack cell",
                       [("--prompts", None), ("--samples", None), ("--attack", None), ("--judge", "models/judge"),
                        ("--clip", "models/clip"), ("--out", None)]),

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 class Concept:
     name: str
     kind: str  # toy: shape / colour / texture; real: e.g. nudity, object, style
+    text: str  # the words naming the concept (negative prompt, SLD's safety concept)
     erase_prompts: tuple[str, ...]  # what a method may train on (training phrasings)
     anchor_prompts: tuple[str, ...]  # erase_prompts[i] with the concept taken out (same order)
     retain_prompts: tuple[str, ...]  # prompts that must keep working

@@ -62,9 +62,29 @@ def initial_latents(pipe, seeds: list[int]) -> torch.Tensor:
     return torch.stack(noise)
 
 
+class Guidance:
+    """Classifier-free guidance: how one step's UNet predictions combine into the noise the scheduler uses.
+
+    Inference-time defences (SLD) subclass it: ``extra_contexts`` adds conditionings to the same batched
+    UNet call, ``combine`` sees their predictions. ``progress`` is the step's position in the trajectory
+    (0 at pure noise), so step-count-dependent settings scale with the sampler's steps; ``state`` is
+    per batch of one sampling run (e.g. SLD's momentum) and empty when a single step is evaluated alone.
+    """
+
+    def extra_contexts(self) -> list[torch.Tensor]:
+        return []
+
+    def combine(self, eps_u: torch.Tensor, eps_c: torch.Tensor, extras: list[torch.Tensor], scale: float,
+                progress: float, state: dict) -> torch.Tensor:
+        return eps_u + scale * (eps_c - eps_u)
+
+
+CFG = Guidance()
+
+
 @torch.no_grad()
 def sample(pipe, cond: torch.Tensor, seeds: list[int], config: SamplingConfig,
-           uncond: torch.Tensor | None = None, progress: bool = True) -> np.ndarray:
+           uncond: torch.Tensor | None = None, guidance: Guidance = CFG, progress: bool = True) -> np.ndarray:
     """Prompt embeddings (N x L x D) -> uint8 images (N x H x W x 3).
 
     ``uncond`` defaults to the empty prompt's embedding; a negative prompt is passed here.
@@ -75,6 +95,7 @@ def sample(pipe, cond: torch.Tensor, seeds: list[int], config: SamplingConfig,
     if uncond is None:
         uncond = encode_prompts(pipe, [""])
     uncond = uncond.expand(len(cond), -1, -1) if len(uncond) == 1 else uncond
+    extras = [e.to(device, dtype) for e in guidance.extra_contexts()]
     scheduler = SCHEDULERS[config.scheduler].from_config(pipe.scheduler.config,
                                                          **SCHEDULER_OVERRIDES.get(config.scheduler, {}))
     vae_scale = pipe.vae.config.scaling_factor
@@ -84,13 +105,14 @@ def sample(pipe, cond: torch.Tensor, seeds: list[int], config: SamplingConfig,
         end = start + config.batch_size
         c = cond[start:end].to(device, dtype)
         u = uncond[start:end].to(device, dtype)
-        context = torch.cat([u, c])
+        context = torch.cat([u, c, *(e.expand(len(c), -1, -1) for e in extras)])
         scheduler.set_timesteps(config.steps, device=device)
         latents = initial_latents(pipe, seeds[start:end]).to(device, dtype) * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:
-            model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-            eps_u, eps_c = pipe.unet(model_in, t, encoder_hidden_states=context).sample.chunk(2)
-            eps = eps_u + config.guidance * (eps_c - eps_u)
+        state: dict = {}
+        for i, t in enumerate(scheduler.timesteps):
+            model_in = scheduler.scale_model_input(latents, t).repeat(2 + len(extras), 1, 1, 1)
+            eps_u, eps_c, *eps_x = pipe.unet(model_in, t, encoder_hidden_states=context).sample.chunk(2 + len(extras))
+            eps = guidance.combine(eps_u, eps_c, eps_x, config.guidance, i / config.steps, state)
             latents = scheduler.step(eps, t, latents).prev_sample
         decoded = pipe.vae.decode(latents / vae_scale).sample
         images.append(((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())

@@ -169,8 +169,8 @@ class GridParams(Section):
     """The method x concept x attack grid. Every cell is its own cached stage."""
 
     concepts: list[str] = ["red", "star", "striped"]
-    methods: list[str] = ["none"]
-    attacks: list[str] = ["no_attack"]
+    methods: list[str] = ["none", "esd_x", "esd_u", "uce", "sld", "negative_prompt"]
+    attacks: list[str] = list(ATTACKS)
     threads: PositiveInt = 2  # torch threads in every grid stage (erase, images, attack, evaluate)
 
     _methods = field_validator("methods")(_names("erasure method", METHODS))
@@ -214,8 +214,8 @@ class Params(Section):
     prompts: PromptsParams = PromptsParams()
     generate: GenerateParams = GenerateParams()
     grid: GridParams = GridParams()
-    erase: dict[str, dict] = {"none": {}}  # per method; each method validates its own keys
-    attack: dict[str, dict] = {"no_attack": {}}  # per attack, likewise
+    erase: dict[str, dict] = {name: {} for name in METHODS}  # per method; each method validates its own keys
+    attack: dict[str, dict] = {name: {} for name in ATTACKS}  # per attack, likewise
     report: ReportParams = ReportParams()
 
     @model_validator(mode="after")
@@ -225,14 +225,11 @@ class Params(Section):
             if concept not in world:
                 raise ValueError(f"grid.concepts: {concept!r} is not in the world (world.shapes/colours/textures); "
                                  f"valid choices: {', '.join(world)}")
-        for section, table, used in (("erase", METHODS, self.grid.methods), ("attack", ATTACKS, self.grid.attacks)):
+        for section, table in (("erase", METHODS), ("attack", ATTACKS)):  # a missing entry: the defaults
             entries = getattr(self, section)
             for name in entries:
                 if name not in table:
                     raise ValueError(f"{section}.{name}: unknown; valid choices: {', '.join(table)}")
-            for name in used:
-                if name not in entries:
-                    raise ValueError(f"{section}.{name}: missing; every grid entry needs its params (may be {{}})")
         return self
 
     @model_validator(mode="after")
@@ -277,7 +274,7 @@ def check_components(params: Params, source: str = "params.yaml") -> None:
                                    ("attack", registry.attack, params.grid.attacks)):
         for name in names:
             try:
-                lookup(name).Params.model_validate(getattr(params, section)[name])
+                lookup(name).Params.model_validate(getattr(params, section).get(name, {}))
             except ValidationError as err:
                 lines = [f"  {section}.{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
                 raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
@@ -328,7 +325,22 @@ _Dumper.add_representer(list, lambda d, v: d.represent_sequence(
     "tag:yaml.org,2002:seq", v, flow_style=all(not isinstance(x, (dict, list)) for x in v)))
 
 
+def with_component_defaults(data: dict) -> dict:
+    """Fill every registered method's and attack's params with its defaults, so the written params file
+    lists each knob (and `dvc exp show` a column per knob). Imports the components' modules."""
+    from eraselab import registry
+
+    out = dict(data)
+    for section, table, lookup in (("erase", registry.METHODS, registry.method),
+                                   ("attack", registry.ATTACKS, registry.attack)):
+        given = data.get(section, {})
+        out[section] = {name: lookup(name).Params.model_validate(given.get(name, {})).model_dump(mode="json")
+                        for name in table}
+    return out
+
+
 def dump_params(params: Params | None = None, profile: str = "default") -> str:
     params = params or Params()
-    body = yaml.dump(params.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, width=110)
+    data = with_component_defaults(params.model_dump(mode="json"))
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=110)
     return HEADER.format(profile=profile) + body

@@ -10,10 +10,20 @@ import importlib
 
 METHODS = {
     "none": "eraselab.erasure.none:NoErasure",
+    "esd_x": "eraselab.erasure.esd:EsdX",
+    "esd_u": "eraselab.erasure.esd:EsdU",
+    "uce": "eraselab.erasure.uce:UCE",
+    "sld": "eraselab.erasure.sld:SLD",
+    "negative_prompt": "eraselab.erasure.negative_prompt:NegativePrompt",
 }
 
 ATTACKS = {
     "no_attack": "eraselab.attacks.no_attack:NoAttack",
+    "unlearndiffatk": "eraselab.attacks.unlearndiffatk:UnlearnDiffAtk",
+    "p4d_n": "eraselab.attacks.p4d:P4dN",
+    "p4d_k": "eraselab.attacks.p4d:P4dK",
+    "ring_a_bell": "eraselab.attacks.ring_a_bell:RingABell",
+    "cce": "eraselab.attacks.cce:CCE",
 }
 
 

@@ -7,9 +7,10 @@ rule erase:
     input:
         model=rules.base_model.output.model,
         prompts="data/prompts/concepts/{concept}",
-        code=code("src/eraselab/erasure"),
+        code=code("src/eraselab/erasure", "src/eraselab/generate.py", "src/eraselab/models/text_encoding.py"),
     output:
         directory("models/erased/{method}/{concept}"),
+        "plots/erase/{method}/{concept}.json",
     params:
         section("model", "grid.threads", "erase"),
     threads: config["grid"]["threads"]
@@ -17,7 +18,7 @@ rule erase:
         mem_mb=4000,
         gpu=1 if config["model"]["device"] == "cuda" else 0,
     shell:
-        "eraselab erase --method {wildcards.method} --prompts data/prompts/concepts/{wildcards.concept} --model models/base --out models/erased/{wildcards.method}/{wildcards.concept}"
+        "eraselab erase --method {wildcards.method} --prompts data/prompts/concepts/{wildcards.concept} --model models/base --out models/erased/{wildcards.method}/{wildcards.concept} --plots plots/erase/{wildcards.method}/{wildcards.concept}.json"
 
 
 rule defended_images:
@@ -25,7 +26,7 @@ rule defended_images:
         model=rules.base_model.output.model,
         artifact="models/erased/{method}/{concept}",
         prompts="data/prompts/concepts/{concept}",
-        code=code("src/eraselab/generate.py", "src/eraselab/erasure"),
+        code=code("src/eraselab/generate.py", "src/eraselab/erasure", "src/eraselab/models/text_encoding.py"),
     output:
         directory("data/generated/{method}/{concept}"),
     params:
@@ -44,7 +45,9 @@ rule attack:
         artifact="models/erased/{method}/{concept}",
         prompts="data/prompts/concepts/{concept}",
         judge=rules.judge.output.model,
-        code=code("src/eraselab/attacks"),
+        clip=rules.clip.output.model,
+        code=code("src/eraselab/attacks", "src/eraselab/erasure", "src/eraselab/generate.py",
+                  "src/eraselab/models/text_encoding.py"),
     output:
         directory("data/attacks/{method}/{concept}/{attack}"),
     params:
@@ -54,7 +57,7 @@ rule attack:
         mem_mb=4000,
         gpu=1 if config["model"]["device"] == "cuda" else 0,
     shell:
-        "eraselab attack --attack {wildcards.attack} --artifact models/erased/{wildcards.method}/{wildcards.concept} --prompts data/prompts/concepts/{wildcards.concept} --model models/base --judge models/judge --out data/attacks/{wildcards.method}/{wildcards.concept}/{wildcards.attack}"
+        "eraselab attack --attack {wildcards.attack} --artifact models/erased/{wildcards.method}/{wildcards.concept} --prompts data/prompts/concepts/{wildcards.concept} --model models/base --judge models/judge --clip models/clip --out data/attacks/{wildcards.method}/{wildcards.concept}/{wildcards.attack}"
 
 
 rule evaluate_cell:

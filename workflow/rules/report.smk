@@ -9,6 +9,7 @@ rule report:
         rules.clip.output.metrics,
         expand("metrics/cells/{method}/{concept}/{attack}.json", **CELLS),
         rules.base_model.output.plots,
+        expand("plots/erase/{method}/{concept}.json", method=GRID["methods"], concept=GRID["concepts"]),
         rules.generate.output[0],
         expand("data/attacks/{method}/{concept}/{attack}", **CELLS),
         rules.judge.output.model,

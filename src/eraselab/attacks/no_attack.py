@@ -8,5 +8,6 @@ from eraselab.attacks.base import AdversarialPrompt, Attack
 class NoAttack(Attack):
     name = "no_attack"
 
-    def run(self, defended, undefended, concept, seeds, params, judge=None):
-        return [AdversarialPrompt(r["prompt"], r["seed"], r["prompt"], log={"queries": 0}) for r in seeds]
+    def run(self, defended, undefended, concept, seeds, params, checker=None):
+        return [AdversarialPrompt(r["prompt"], r["seed"], r["prompt"], log={"queries": 0, "attacked": False})
+                for r in seeds]

@@ -17,7 +17,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from eraselab.concepts import Concept
-from eraselab.generate import SamplingConfig, encode_prompts, sample
+from eraselab.generate import CFG, Guidance, SamplingConfig, encode_prompts, sample
+from eraselab.models.text_encoding import encode_token_embeddings, token_embeddings, tokenize
 
 
 class MethodParams(BaseModel):
@@ -25,19 +26,75 @@ class MethodParams(BaseModel):
 
 
 class Defended:
-    """A generation path: text -> conditioning -> images. Inference-time defences override a step."""
+    """The defended generation path: text or token embeddings -> conditioning -> images.
 
-    def __init__(self, pipe, method: str):
-        self.pipe, self.method = pipe, method
+    Weight-editing methods hand over an edited pipeline; inference-time defences replace a step: the
+    text path (``encode_token_embeddings``, e.g. SteerDiff), the unconditional branch (``uncond``, the
+    negative prompt) or the guidance rule (``guidance``, SLD). Generation and ``noise`` both go through
+    these, so an attack on ``noise`` attacks the whole defended path, not only its UNet.
+    """
+
+    def __init__(self, pipe, method: str, config: SamplingConfig, uncond_prompt: str = "",
+                 guidance: Guidance = CFG):
+        self.pipe, self.method, self.config, self.guidance = pipe, method, config, guidance
+        self.uncond_prompt = uncond_prompt
+
+    @property
+    def device(self):
+        return self.pipe.unet.device
+
+    # --- text path ---------------------------------------------------------------------------------
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        return tokenize(self.pipe.tokenizer, prompts, self.device)
+
+    def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        return token_embeddings(self.pipe.text_encoder, ids.to(self.device))
+
+    def encode_token_embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (N x 77 x d) -> conditioning; differentiable (attacks optimise through it)."""
+        return encode_token_embeddings(self.pipe.text_encoder, embeds)
+
+    @torch.no_grad()
+    def encode_ids(self, ids: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        return torch.cat([self.encode_token_embeddings(self.token_embeddings(ids[i : i + batch]))
+                          for i in range(0, len(ids), batch)])
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        return encode_prompts(self.pipe, prompts)
+        return self.encode_ids(self.tokenize(prompts))
 
-    def generate(self, cond: torch.Tensor, seeds: list[int], config: SamplingConfig, progress: bool = False) -> np.ndarray:
-        return sample(self.pipe, cond, seeds, config, progress=progress)
+    # --- sampling -----------------------------------------------------------------------------------
+    def generate(self, cond: torch.Tensor, seeds: list[int], progress: bool = False) -> np.ndarray:
+        uncond = encode_prompts(self.pipe, [self.uncond_prompt])
+        return sample(self.pipe, cond, seeds, self.config, uncond=uncond, guidance=self.guidance, progress=progress)
 
-    def generate_prompts(self, prompts: list[str], seeds: list[int], config: SamplingConfig, progress: bool = False):
-        return self.generate(self.encode(prompts), seeds, config, progress=progress)
+    def generate_prompts(self, prompts: list[str], seeds: list[int], progress: bool = False) -> np.ndarray:
+        return self.generate(self.encode(prompts), seeds, progress=progress)
+
+    def noise(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The defended path's conditional noise prediction, differentiable in ``cond``.
+
+        Defined as what plain CFG (empty-prompt unconditional branch, scale s) would need as conditional
+        prediction to take the defended path's step: eps_eff = eps_empty + (eps_defended - eps_empty) / s.
+        For a weight edit this is exactly the edited UNet's eps(x_t, t, cond); for a negative prompt or
+        SLD it contains the defence, so an attack's loss sees what sampling does.
+        """
+        unet = self.pipe.unet
+        t = torch.as_tensor(t, device=latents.device)
+        if self.uncond_prompt == "" and type(self.guidance) is Guidance:
+            return unet(latents, t, encoder_hidden_states=cond).sample
+        n = len(latents)
+        empty = encode_prompts(self.pipe, [""]).expand(n, -1, -1)
+        uncond = encode_prompts(self.pipe, [self.uncond_prompt]).expand(n, -1, -1)
+        extras = [e.to(cond).expand(n, -1, -1) for e in self.guidance.extra_contexts()]
+        contexts = [empty, uncond, cond, *extras]
+        eps_e, eps_u, eps_c, *eps_x = unet(latents.repeat(len(contexts), 1, 1, 1), t,
+                                           encoder_hidden_states=torch.cat(contexts)).sample.chunk(len(contexts))
+        scale = self.config.guidance
+        if t.numel() > 1 and bool((t != t.flatten()[0]).any()):
+            raise ValueError("Defended.noise with a defence in the guidance needs one timestep per call")
+        progress = 1.0 - float(t.flatten()[0]) / self.pipe.scheduler.config.num_train_timesteps
+        guided = self.guidance.combine(eps_u, eps_c, eps_x, scale, progress, {})
+        return eps_e + (guided - eps_e) / scale
 
 
 class ErasureMethod:
@@ -49,7 +106,7 @@ class ErasureMethod:
         """Write the artifact's files into ``out`` (a temp folder); return a log for metrics/plots."""
         raise NotImplementedError
 
-    def load(self, pipe, artifact: Path) -> Defended:
+    def load(self, pipe, artifact: Path, config: SamplingConfig) -> Defended:
         raise NotImplementedError
 
 
@@ -58,7 +115,7 @@ def write_artifact_manifest(out: Path, method: str, concept: Concept, params: Me
     (out / "artifact.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
-def load_defended(pipe, artifact: Path) -> Defended:
+def load_defended(pipe, artifact: Path, config: SamplingConfig) -> Defended:
     """Whatever method made ``artifact``, return its defended generation path."""
     from eraselab.registry import method
 
@@ -66,4 +123,28 @@ def load_defended(pipe, artifact: Path) -> Defended:
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run `eraselab erase` first")
     name = json.loads(path.read_text())["method"]
-    return method(name)().load(pipe, Path(artifact))
+    return method(name)().load(pipe, Path(artifact), config)
+
+
+# --- weight edits: only the changed tensors are stored ------------------------------------------------
+EDIT_FILE = "unet_edit.safetensors"
+
+
+def save_unet_edit(unet, names: list[str], out: Path) -> None:
+    """Store the edited UNet tensors (``names``) as safetensors; the rest stays the base model's."""
+    from safetensors.torch import save_file
+
+    state = unet.state_dict()
+    save_file({n: state[n].detach().cpu().contiguous() for n in sorted(names)}, Path(out) / EDIT_FILE)
+
+
+def load_unet_edit(pipe, artifact: Path):
+    """Apply a stored edit to ``pipe.unet`` in place; every stored name must exist in the base UNet."""
+    from safetensors.torch import load_file
+
+    edit = load_file(Path(artifact) / EDIT_FILE)
+    missing = sorted(set(edit) - set(pipe.unet.state_dict()))
+    if missing:
+        raise ValueError(f"{artifact}: edit names tensors the base UNet lacks, e.g. {missing[:3]}")
+    pipe.unet.load_state_dict(edit, strict=False)
+    return pipe

@@ -12,5 +12,5 @@ class NoErasure(ErasureMethod):
     def erase(self, pipe, concept, params, out):
         return {}
 
-    def load(self, pipe, artifact):
-        return Defended(pipe, self.name)
+    def load(self, pipe, artifact, config):
+        return Defended(pipe, self.name, config)

@@ -61,19 +61,20 @@ def _kind_of(spec: WorldSpec, concept: str) -> str:
     raise ValueError(f"unknown concept {concept!r}; valid choices: {', '.join(valid)}")
 
 
-def _words(labels: dict, synonyms: dict, omit: set[str]) -> dict:
+def _words(synonyms: dict, omit: set[str]) -> dict:
     return {k: None if k in omit else synonyms[k] for k in ("shape", "colour", "texture")}
 
 
-def concept_prompt_set(spec: WorldSpec, concept: str, which: str, n: int, seed: int) -> list[dict]:
+def concept_prompt_set(spec: WorldSpec, concept: str, which: str, n: int, seed: int, stream: str = "eval") -> list[dict]:
     """Prompts for one concept. ``target_train``: synonym 0 in training phrasings (what erasure may see);
     ``target_heldout``: the other synonyms in held-out phrasings; ``retain``: other concepts of the same
     kind. Each record carries the labels the prompt asks for and, for targets, its anchor prompt (the
-    same prompt with the concept taken out)."""
+    same prompt with the concept taken out). ``stream`` keys the random draw: methods fit on a stream
+    other than the evaluation's, so a retain set a method preserves is not the one it is scored on."""
     if which not in CONCEPT_SETS:
         raise ValueError(f"unknown prompt set {which!r}; valid: {', '.join(CONCEPT_SETS)}")
     kind = _kind_of(spec, concept)
-    rng = random.Random(f"{seed}-{concept}-{which}")
+    rng = random.Random(f"{seed}-{concept}-{which}" + ("" if stream == "eval" else f"-{stream}"))
     records = []
     for _ in range(n):
         labels = {k: rng.choice(v) for k, v in spec.kinds.items()}
@@ -96,7 +97,7 @@ def concept_prompt_set(spec: WorldSpec, concept: str, which: str, n: int, seed: 
         # keep their texture, without which every noun-phrase form reads like a training phrasing
         optional = ("colour",) if which == "target_heldout" else ("colour", "texture")
         omit = {k for k in optional if k != kind and rng.random() < 0.5}
-        words = _words(labels, synonyms, omit)
+        words = _words(synonyms, omit)
         record = {"prompt": caption(phrasing, words["shape"], words["colour"], words["texture"]),
                   "labels": {k: v for k, v in labels.items() if k not in omit}, "set": which, "concept": concept}
         if which != "retain":
@@ -113,7 +114,8 @@ def concept_spec(spec: WorldSpec, concept: str, n: int, seed: int):
     """The `Concept` methods and attacks receive, built from the toy world's prompt sets."""
     from eraselab.concepts import Concept
 
+    kind = _kind_of(spec, concept)
     train = concept_prompt_set(spec, concept, "target_train", n, seed)
-    retain = concept_prompt_set(spec, concept, "retain", n, seed)
-    return Concept(name=concept, kind=_kind_of(spec, concept), erase_prompts=tuple(r["prompt"] for r in train),
+    retain = concept_prompt_set(spec, concept, "retain", n, seed, stream="fit")
+    return Concept(name=concept, kind=kind, text=SYNONYMS[kind][concept][0], erase_prompts=tuple(r["prompt"] for r in train),
                    anchor_prompts=tuple(r["anchor"] for r in train), retain_prompts=tuple(r["prompt"] for r in retain))

@@ -99,6 +99,26 @@ def read_grid(params, cells_dir: Path) -> dict:
     return grid
 
 
+def erase_curves_plot(plots_dir: Path, methods: list[str], concepts: list[str]) -> bytes:
+    """Each weight-editing method's training loss per concept (inference-time methods have none)."""
+    fig, ax = plt.subplots(figsize=(9, 3))
+    for i, m in enumerate(methods):
+        for j, c in enumerate(concepts):
+            path = Path(plots_dir) / "erase" / m / f"{c}.json"
+            rows = json.loads(path.read_text()) if path.exists() else []
+            if rows:
+                ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=f"C{i}",
+                        linestyle=["-", "--", ":", "-."][j % 4], label=f"{m} / {c}", alpha=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7, ncol=3)
+    ax.set_title("erasure training loss")
+    return _figure_png(fig)
+
+
 def tradeoff_plot(grid: dict) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (method, concepts) in enumerate(grid.items()):
@@ -122,10 +142,13 @@ def grid_tables(grid: dict, attacks: list[str]) -> list[tuple[str, str, str]]:
     rows = [[m] + [float(np.mean([grid[m][c][a]["asr"] for c in concepts])) for a in attacks] for m in methods]
     out.append(("ASR by method and attack (mean over concepts)", *_table(["method", *attacks], rows)))
     for c in concepts:
-        header = ["method", "target_rate", "heldout_rate", "retention", "clip", *[f"ASR {a}" for a in attacks]]
+        header = ["method", "target_rate", "heldout_rate", "retention", "Δ retention", "clip", "Pre-ASR",
+                  *[f"ASR {a}" for a in attacks]]
         first = attacks[0]
+        ref = grid["none"][c][first]["retention"] if "none" in grid else float("nan")
         rows = [[m, grid[m][c][first]["target_rate"], grid[m][c][first]["heldout_rate"], grid[m][c][first]["retention"],
-                 grid[m][c][first]["clip"], *[grid[m][c][a]["asr"] for a in attacks]] for m in methods]
+                 grid[m][c][first]["retention"] - ref, grid[m][c][first]["clip"], grid[m][c][first]["pre_asr"],
+                 *[grid[m][c][a]["asr"] for a in attacks]] for m in methods]
         out.append((f"Concept: {c}", *_table(header, rows)))
     return out
 
@@ -185,6 +208,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
     with atomic_dir(out) as tmp:
         files = {"grid.png": _png(grid, UPSCALE), "loss.png": loss_plot(train["log"]),
                  "accuracy.png": accuracy_plot(base["per_concept"]), "tradeoff.png": tradeoff_plot(summary["grid"]),
+                 "erase_loss.png": erase_curves_plot(plots_dir, params.grid.methods, params.grid.concepts),
                  **{name: data for name, (_, data) in strips.items()}}
         for name, data in files.items():
             (tmp / name).write_bytes(data)
@@ -203,6 +227,8 @@ detector flags them (censored concepts: {', '.join(rp.censor_concepts) or 'none'
 {grid_md}
 
 ![ASR vs retention](tradeoff.png)
+
+![erasure training loss](erase_loss.png)
 
 {strips_md}
 
@@ -235,6 +261,7 @@ First row's prompts: {'; '.join(captions)}
 them (censored concepts: {html.escape(', '.join(rp.censor_concepts) or 'none')}).</p>
 {''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in tables)}
 <figure>{img('tradeoff.png', 'ASR vs retention')}</figure>
+<figure>{img('erase_loss.png', 'erasure training loss')}</figure>
 {''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: adversarial prompts' images</figcaption></figure>" for name, (caption, _) in strips.items())}
 <h2>Base model: prompt following on held-out phrasings</h2><p>{base['n_images']} images, judge-scored.</p>
 {acc_html}{per_html}<figure>{img('accuracy.png', 'per-concept accuracy')}</figure>
