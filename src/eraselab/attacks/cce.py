@@ -56,7 +56,7 @@ class CCE(Attack):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            log.append(float(loss))
+            log.append(loss.item())
         token = token.detach()
         out = []
         for record in seeds:

@@ -99,7 +99,7 @@ class P4D(Attack):
                         break
             out.append(AdversarialPrompt(prompt, seed, readable(tok, best), token_ids=best.tolist(),
                                          log={"queries": queries, "steps": it, "success": success, "attacked": True,
-                                              "clip_similarity": best_similarity, "final_loss": float(loss)}))
+                                              "clip_similarity": best_similarity, "final_loss": loss.item()}))
         return out
 
 

@@ -89,5 +89,5 @@ class UnlearnDiffAtk(Attack):
                     break
             out.append(AdversarialPrompt(prompt, seed, readable(tok, ids), token_ids=ids.tolist(),
                                          log={"queries": queries, "steps": steps, "success": success,
-                                              "attacked": True, "final_loss": float(loss)}))
+                                              "attacked": True, "final_loss": loss.item()}))
         return out
