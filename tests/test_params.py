@@ -54,3 +54,14 @@ def test_malformed_yaml_is_named(tmp_path):
     path.write_text("world: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(path)
+
+
+@pytest.mark.parametrize("block, hint", [
+    ({"esd_x": {"stepz": 3}}, "erase.esd_x.stepz: unknown key; valid keys here: steps, lr"),
+    ({"uce": {"lam": -1}}, "erase.uce.lam"),
+])
+def test_a_bad_component_block_is_named_when_writing_params(block, hint):
+    """`eraselab params --profile` fills every component's defaults; a typo there names the key."""
+    with pytest.raises(ParamsError) as err:
+        with_component_defaults({"erase": block}, "profiles/x.yaml")
+    assert hint in str(err.value)

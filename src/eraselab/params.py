@@ -266,18 +266,28 @@ def parse_params(data: dict, source: str = "params") -> Params:
         raise ParamsError(_format(err, source)) from None
 
 
-def check_components(params: Params, source: str = "params.yaml") -> None:
-    """Validate each grid method's and attack's own params (imports their modules, so not at parse time)."""
+def _component_params(section: str, name: str, given: dict, source: str):
+    """A method's or attack's own params, validated; errors name the key and the valid keys."""
     from eraselab import registry
 
-    for section, lookup, names in (("erase", registry.method, params.grid.methods),
-                                   ("attack", registry.attack, params.grid.attacks)):
+    Params_ = (registry.method if section == "erase" else registry.attack)(name).Params
+    try:
+        return Params_.model_validate(given)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown key; valid keys here: {', '.join(Params_.model_fields)}"
+            lines.append(f"  {section}.{name}.{'.'.join(map(str, e['loc']))}: {msg}")
+        raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
+
+
+def check_components(params: Params, source: str = "params.yaml") -> None:
+    """Validate each grid method's and attack's own params (imports their modules, so not at parse time)."""
+    for section, names in (("erase", params.grid.methods), ("attack", params.grid.attacks)):
         for name in names:
-            try:
-                lookup(name).Params.model_validate(getattr(params, section).get(name, {}))
-            except ValidationError as err:
-                lines = [f"  {section}.{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-                raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
+            _component_params(section, name, getattr(params, section).get(name, {}), source)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -325,22 +335,25 @@ _Dumper.add_representer(list, lambda d, v: d.represent_sequence(
     "tag:yaml.org,2002:seq", v, flow_style=all(not isinstance(x, (dict, list)) for x in v)))
 
 
-def with_component_defaults(data: dict) -> dict:
+def with_component_defaults(data: dict, source: str = "params") -> dict:
     """Fill every registered method's and attack's params with its defaults, so the written params file
     lists each knob (and `dvc exp show` a column per knob). Imports the components' modules."""
     from eraselab import registry
 
     out = dict(data)
-    for section, table, lookup in (("erase", registry.METHODS, registry.method),
-                                   ("attack", registry.ATTACKS, registry.attack)):
-        given = data.get(section, {})
-        out[section] = {name: lookup(name).Params.model_validate(given.get(name, {})).model_dump(mode="json")
+    for section, table in (("erase", registry.METHODS), ("attack", registry.ATTACKS)):
+        given = data.get(section) or {}
+        unknown = sorted(set(given) - set(table))
+        if unknown:
+            raise ParamsError(f"{source}: invalid params\n  {section}.{unknown[0]}: unknown "
+                              f"{'method' if section == 'erase' else 'attack'}; valid: {', '.join(table)}")
+        out[section] = {name: _component_params(section, name, given.get(name) or {}, source).model_dump(mode="json")
                         for name in table}
     return out
 
 
 def dump_params(params: Params | None = None, profile: str = "default") -> str:
     params = params or Params()
-    data = with_component_defaults(params.model_dump(mode="json"))
+    data = with_component_defaults(params.model_dump(mode="json"), f"profile {profile}")
     body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=110)
     return HEADER.format(profile=profile) + body

@@ -139,3 +139,28 @@ def already_present(defended: Defended, checker: Checker, seeds: list[dict]) -> 
     """The seed prompts' own defended images and whether each shows the concept (no attack needed)."""
     images = defended.generate_prompts([r["prompt"] for r in seeds], [r["seed"] for r in seeds])
     return images, checker.present(images)
+
+
+@dataclass
+class TokenSearch:
+    """What the white-box token attacks (UnlearnDiffAtk, P4D) set up before their per-prompt loop."""
+
+    vocab: torch.Tensor  # allowed token ids
+    table: torch.Tensor  # their embedding rows (len(vocab) x d_token)
+    present: np.ndarray  # seed prompts that already show the concept: nothing to attack
+    reference: Defended  # the undefended model's generation path: the attack's target
+    timesteps: int  # the scheduler's training timesteps
+
+    @classmethod
+    def prepare(cls, defended: Defended, undefended, concept: Concept, checker: Checker, seeds: list[dict],
+                scope: VocabularyScope) -> "TokenSearch":
+        vocab = attack_vocabulary(defended.pipe.tokenizer, concept, scope).to(defended.device)
+        _, present = already_present(defended, checker, seeds)
+        return cls(vocab, defended.token_embeddings(vocab).detach(), present,
+                   Defended(undefended, "none", defended.config), defended.pipe.scheduler.config.num_train_timesteps)
+
+
+def not_attacked(record: dict) -> AdversarialPrompt:
+    """The result for a seed prompt whose own image already shows the concept (counts toward Pre-ASR)."""
+    return AdversarialPrompt(record["prompt"], record["seed"], record["prompt"],
+                             log={"queries": 1, "steps": 0, "success": True, "attacked": False})

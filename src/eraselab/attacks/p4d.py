@@ -18,9 +18,8 @@ import torch
 from pydantic import Field
 from tqdm import tqdm
 
-from eraselab.attacks.base import (AdversarialPrompt, Attack, AttackParams, VocabularyScope, already_present,
-                                   attack_vocabulary, image_latents, noised, readable, splice, with_slots)
-from eraselab.erasure.base import Defended
+from eraselab.attacks.base import (AdversarialPrompt, Attack, AttackParams, TokenSearch, VocabularyScope, image_latents,
+                                   noised, not_attacked, readable, splice, with_slots)
 
 
 class P4dParams(AttackParams):
@@ -52,17 +51,13 @@ class P4D(Attack):
 
     def run(self, defended, undefended, concept, seeds, params, checker=None):
         tok = defended.pipe.tokenizer
-        vocab = attack_vocabulary(tok, concept, params.vocabulary).to(defended.device)
-        table = defended.token_embeddings(vocab).detach()
-        _, present = already_present(defended, checker, seeds)
-        reference = Defended(undefended, "none", defended.config)
-        total = defended.pipe.scheduler.config.num_train_timesteps
+        search = TokenSearch.prepare(defended, undefended, concept, checker, seeds, params.vocabulary)
+        vocab, table, reference, total = search.vocab, search.table, search.reference, search.timesteps
         out = []
         for k, record in enumerate(tqdm(seeds, desc=self.name, mininterval=10)):
             prompt, seed = record["prompt"], record["seed"]
-            if present[k]:
-                out.append(AdversarialPrompt(prompt, seed, prompt, log={"queries": 1, "steps": 0, "success": True,
-                                                                         "attacked": False}))
+            if search.present[k]:
+                out.append(not_attacked(record))
                 continue
             generator = torch.Generator().manual_seed(params.seed * 1_000_003 + k)
             target_image = reference.generate_prompts([prompt], [seed])

@@ -38,6 +38,14 @@ class Defended:
                  guidance: Guidance = CFG):
         self.pipe, self.method, self.config, self.guidance = pipe, method, config, guidance
         self.uncond_prompt = uncond_prompt
+        self._fixed: dict[str, torch.Tensor] = {}
+
+    def fixed_context(self, prompt: str) -> torch.Tensor:
+        """1 x 77 x d conditioning of a fixed prompt (empty, negative), encoded once per path."""
+        if prompt not in self._fixed:
+            with torch.no_grad():
+                self._fixed[prompt] = encode_prompts(self.pipe, [prompt])
+        return self._fixed[prompt]
 
     @property
     def device(self):
@@ -64,8 +72,7 @@ class Defended:
 
     # --- sampling -----------------------------------------------------------------------------------
     def generate(self, cond: torch.Tensor, seeds: list[int], progress: bool = False) -> np.ndarray:
-        uncond = encode_prompts(self.pipe, [self.uncond_prompt])
-        return sample(self.pipe, cond, seeds, self.config, uncond=uncond, guidance=self.guidance, progress=progress)
+        return sample(self.pipe, cond, seeds, self.config, uncond=self.fixed_context(self.uncond_prompt), guidance=self.guidance, progress=progress)
 
     def generate_prompts(self, prompts: list[str], seeds: list[int], progress: bool = False) -> np.ndarray:
         return self.generate(self.encode(prompts), seeds, progress=progress)
@@ -83,8 +90,8 @@ class Defended:
         if self.uncond_prompt == "" and type(self.guidance) is Guidance:
             return unet(latents, t, encoder_hidden_states=cond).sample
         n = len(latents)
-        empty = encode_prompts(self.pipe, [""]).expand(n, -1, -1)
-        uncond = encode_prompts(self.pipe, [self.uncond_prompt]).expand(n, -1, -1)
+        empty = self.fixed_context("").expand(n, -1, -1)
+        uncond = self.fixed_context(self.uncond_prompt).expand(n, -1, -1)
         extras = [e.to(cond).expand(n, -1, -1) for e in self.guidance.extra_contexts()]
         contexts = [empty, uncond, cond, *extras]
         eps_e, eps_u, eps_c, *eps_x = unet(latents.repeat(len(contexts), 1, 1, 1), t,
