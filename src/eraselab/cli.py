@@ -145,9 +145,10 @@ def _sampling(params):
 
 def cmd_erase(args) -> None:
     from eraselab._compat import set_threads
-    from eraselab.erasure.base import write_artifact_manifest
+    from eraselab.erasure.base import EraseContext, write_artifact_manifest
     from eraselab.io import atomic_dir, record_timing, write_json
     from eraselab.models import load_pipeline
+    from eraselab.models.clip import load_clip
     from eraselab.registry import method
 
     params = _params(args)
@@ -155,14 +156,18 @@ def cmd_erase(args) -> None:
     concept = _concept(args.prompts)
     eraser = method(args.method)()
     method_params = eraser.Params.model_validate(params.erase.get(args.method, {}))
+    if getattr(eraser, "needs_image_features", False) and not args.clip:
+        raise ValueError(f"{args.method} judges its own generations with image features: pass --clip models/clip")
+    context = EraseContext(_sampling(params), load_clip(Path(args.clip)).image_features if args.clip else None)
     pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
-        log = eraser.erase(pipe, concept, method_params, tmp)
+        log = eraser.erase(pipe, concept, method_params, tmp, context)
         curve = log.pop("loss", [])  # the training curve goes to DVC plots, the rest into artifact.json
+        timing = log.pop("timing", {})  # wall-clock stays out of the artifact (bit-identical reruns)
         write_artifact_manifest(tmp, args.method, concept, method_params, log)
     write_json(args.plots, curve)
-    record_timing(args.out, {"erase_s": time.perf_counter() - start})
+    record_timing(args.out, {"erase_s": time.perf_counter() - start, **timing})
     print(f"{args.method} on {concept.name}: {log}")
 
 
@@ -320,7 +325,8 @@ COMMANDS = {
     "generate": (cmd_generate, "sample images for a prompt set",
                  [("--model", "models/base"), ("--prompts", "data/prompts/heldout.jsonl"), ("--out", "data/generated/base")]),
     "erase": (cmd_erase, "erase one concept with one method; writes the method's artifact",
-              [("--method", None), ("--prompts", None), ("--model", "models/base"), ("--out", None), ("--plots", None)]),
+              [("--method", None), ("--prompts", None), ("--model", "models/base"), ("--clip", ""), ("--out", None),
+               ("--plots", None)]),
     "defended-images": (cmd_defended_images, "images of a concept's prompt sets through a defended model",
                         [("--artifact", None), ("--prompts", None), ("--model", "models/base"), ("--out", None)]),
     "attack": (cmd_attack, "red-team one defended model on one concept; adversarial prompts and their images",

@@ -169,7 +169,7 @@ class GridParams(Section):
     """The method x concept x attack grid. Every cell is its own cached stage."""
 
     concepts: list[str] = ["red", "star", "striped"]
-    methods: list[str] = ["none", "esd_x", "esd_u", "uce", "sld", "negative_prompt"]
+    methods: list[str] = ["none", "esd_x", "esd_u", "uce", "sld", "negative_prompt", "darkminer", "steerdiff"]
     attacks: list[str] = list(ATTACKS)
     threads: PositiveInt = 2  # torch threads in every grid stage (erase, images, attack, evaluate)
 

@@ -15,6 +15,8 @@ METHODS = {
     "uce": "eraselab.erasure.uce:UCE",
     "sld": "eraselab.erasure.sld:SLD",
     "negative_prompt": "eraselab.erasure.negative_prompt:NegativePrompt",
+    "darkminer": "eraselab.erasure.darkminer:DarkMiner",
+    "steerdiff": "eraselab.erasure.steerdiff:SteerDiff",
 }
 
 ATTACKS = {

@@ -7,18 +7,19 @@ rule erase:
     input:
         model=rules.base_model.output.model,
         prompts="data/prompts/concepts/{concept}",
+        clip=rules.clip.output.model,
         code=code("src/eraselab/erasure", "src/eraselab/generate.py", "src/eraselab/models/text_encoding.py"),
     output:
         directory("models/erased/{method}/{concept}"),
         "plots/erase/{method}/{concept}.json",
     params:
-        section("model", "grid.threads", "erase"),
+        section("model", "generate", "grid.threads", "erase"),
     threads: config["grid"]["threads"]
     resources:
         mem_mb=4000,
         gpu=1 if config["model"]["device"] == "cuda" else 0,
     shell:
-        "eraselab erase --method {wildcards.method} --prompts data/prompts/concepts/{wildcards.concept} --model models/base --out models/erased/{wildcards.method}/{wildcards.concept} --plots plots/erase/{wildcards.method}/{wildcards.concept}.json"
+        "eraselab erase --method {wildcards.method} --prompts data/prompts/concepts/{wildcards.concept} --model models/base --clip models/clip --out models/erased/{wildcards.method}/{wildcards.concept} --plots plots/erase/{wildcards.method}/{wildcards.concept}.json"
 
 
 rule defended_images:

@@ -9,8 +9,9 @@ evaluator use only ``Defended``, never the method.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -23,6 +24,16 @@ from eraselab.models.text_encoding import encode_token_embeddings, token_embeddi
 
 class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class EraseContext:
+    """What a method may use besides the pipeline: the sampling settings the grid generates with, and
+    image features (the toy world's tiny open_clip, or CLIP ViT-L/14) for methods that judge their own
+    generations (Dark Miner's verification)."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    image_features: Callable[[np.ndarray], torch.Tensor] | None = None
 
 
 class Defended:
@@ -109,8 +120,10 @@ class ErasureMethod:
     Params: ClassVar[type[MethodParams]] = MethodParams
     edits_weights: ClassVar[bool]
 
-    def erase(self, pipe, concept: Concept, params: MethodParams, out: Path) -> dict:
-        """Write the artifact's files into ``out`` (a temp folder); return a log for metrics/plots."""
+    def erase(self, pipe, concept: Concept, params: MethodParams, out: Path, context: EraseContext | None = None
+              ) -> dict:
+        """Write the artifact's files into ``out`` (a temp folder); return a log: ``loss`` (the training
+        curve, a DVC plot), ``timing`` (seconds, kept out of the artifact) and the rest (artifact.json)."""
         raise NotImplementedError
 
     def load(self, pipe, artifact: Path, config: SamplingConfig) -> Defended:

@@ -48,7 +48,7 @@ class ESD(ErasureMethod):
     Params = EsdParams
     train: ClassVar[Literal["xattn", "noxattn"]]
 
-    def erase(self, pipe, concept, params, out):
+    def erase(self, pipe, concept, params, out, context=None):
         torch.manual_seed(params.seed)
         rng = random.Random(params.seed)
         unet = pipe.unet

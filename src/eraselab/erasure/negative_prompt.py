@@ -17,7 +17,7 @@ class NegativePrompt(ErasureMethod):
     Params = NegativePromptParams
     edits_weights = False
 
-    def erase(self, pipe, concept, params, out):
+    def erase(self, pipe, concept, params, out, context=None):
         text = params.negative_prompt or concept.text
         (out / "negative_prompt.json").write_text(json.dumps({"negative_prompt": text}))
         return {"negative_prompt": text}

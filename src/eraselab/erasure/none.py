@@ -9,7 +9,7 @@ class NoErasure(ErasureMethod):
     name = "none"
     edits_weights = False
 
-    def erase(self, pipe, concept, params, out):
+    def erase(self, pipe, concept, params, out, context=None):
         return {}
 
     def load(self, pipe, artifact, config):

@@ -71,7 +71,7 @@ class SLD(ErasureMethod):
     Params = SldParams
     edits_weights = False
 
-    def erase(self, pipe, concept, params, out):
+    def erase(self, pipe, concept, params, out, context=None):
         settings = params.settings()
         config = {"safety_concept": params.safety_concept or concept.text, "settings": settings}
         (out / "sld.json").write_text(json.dumps(config, indent=2, sort_keys=True))

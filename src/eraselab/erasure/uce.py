@@ -57,7 +57,7 @@ class UCE(ErasureMethod):
     edits_weights = True
 
     @torch.no_grad()
-    def erase(self, pipe, concept, params, out):
+    def erase(self, pipe, concept, params, out, context=None):
         tok = pipe.tokenizer
         erase = encode_prompts(pipe, list(concept.erase_prompts)).double()
         anchor = encode_prompts(pipe, list(concept.anchor_prompts)).double()
