@@ -21,7 +21,7 @@ from eraselab.attacks.base import image_latents
 SPEC = WorldSpec.from_params(parse_params({}).world)
 CONCEPT = concept_spec(SPEC, "red", 8, 0)
 CONFIG = SamplingConfig(steps=4, guidance=4.0)
-FAST = {"rounds": 2, "pool_size": 4, "batch_size": 2, "mine_steps": 3, "verify_samples": 2, "circumvent_steps": 3,
+FAST = {"sample_steps": 4, "rounds": 2, "pool_size": 4, "batch_size": 2, "mine_steps": 3, "verify_samples": 2, "circumvent_steps": 3,
         "circumvent_lr": 1e-2}
 
 
@@ -48,7 +48,7 @@ def run_erase(tiny_pipeline_dir, out, **overrides):
     params = DarkMinerParams.model_validate({**FAST, **overrides})
     pipe = load_pipeline(tiny_pipeline_dir, "cpu")
     out.mkdir(parents=True, exist_ok=True)
-    log = DarkMiner().erase(pipe, CONCEPT, params, out, EraseContext(CONFIG, colour_features))
+    log = DarkMiner().erase(pipe, CONCEPT, params, out, EraseContext(colour_features))
     curve, timing = log.pop("loss"), log.pop("timing")
     write_artifact_manifest(out, "darkminer", CONCEPT, params, log)
     return log, curve, timing
@@ -75,17 +75,17 @@ def test_verification_separates_the_concept_from_a_random_conditioning(dvc_smoke
 
     pipe = load_pipeline(dvc_smoke_run / "models" / "base", "cpu")
     clip = load_clip(dvc_smoke_run / "models" / "clip")
-    context = EraseContext(SamplingConfig(steps=10, guidance=4.0), clip.image_features)
+    sampling = SamplingConfig(steps=10, guidance=4.0)
     pool_images, pool_references = (sample(pipe, encode_prompts(pipe, list(prompts[:8])), list(range(8)),
-                                           context.sampling, progress=False)
+                                           sampling, progress=False)
                                     for prompts in (CONCEPT.erase_prompts, CONCEPT.anchor_prompts))
     anchor = encode_prompts(pipe, [CONCEPT.anchor_prompts[0]])
     concept = encode_prompts(pipe, [CONCEPT.erase_prompts[0]])
     noise = torch.randn(concept.shape, generator=torch.Generator().manual_seed(0))
     random = noise * concept.norm() / noise.norm()
     seeds = [11, 12, 13, 14]
-    concept_score = verify(pipe, concept, anchor, pool_images, seeds, context, pool_references)
-    random_score = verify(pipe, random, anchor, pool_images, seeds, context, pool_references)
+    concept_score = verify(pipe, concept, anchor, pool_images, seeds, clip.image_features, sampling, pool_references)
+    random_score = verify(pipe, random, anchor, pool_images, seeds, clip.image_features, sampling, pool_references)
     tau = DarkMinerParams().threshold
     assert concept_score > tau > random_score, (concept_score, random_score)
 
@@ -146,4 +146,4 @@ def test_rounds_stop_by_the_rule_and_the_artifact_is_a_weight_edit(tiny_pipeline
 def test_erase_without_image_features_is_refused(tiny_pipeline_dir, tmp_path):
     pipe = load_pipeline(tiny_pipeline_dir, "cpu")
     with pytest.raises(ValueError, match="--clip"):
-        DarkMiner().erase(pipe, CONCEPT, DarkMinerParams.model_validate(FAST), tmp_path, EraseContext(CONFIG))
+        DarkMiner().erase(pipe, CONCEPT, DarkMinerParams.model_validate(FAST), tmp_path, EraseContext())

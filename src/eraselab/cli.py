@@ -158,7 +158,7 @@ def cmd_erase(args) -> None:
     method_params = eraser.Params.model_validate(params.erase.get(args.method, {}))
     if getattr(eraser, "needs_image_features", False) and not args.clip:
         raise ValueError(f"{args.method} judges its own generations with image features: pass --clip models/clip")
-    context = EraseContext(_sampling(params), load_clip(Path(args.clip)).image_features if args.clip else None)
+    context = EraseContext(load_clip(Path(args.clip)).image_features if args.clip else None)
     pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:

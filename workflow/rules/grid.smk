@@ -13,7 +13,7 @@ rule erase:
         directory("models/erased/{method}/{concept}"),
         "plots/erase/{method}/{concept}.json",
     params:
-        section("model", "generate", "grid.threads", "erase"),
+        section("model", "grid.threads", "erase"),
     threads: config["grid"]["threads"]
     resources:
         mem_mb=4000,

@@ -9,7 +9,7 @@ evaluator use only ``Defended``, never the method.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -28,11 +28,9 @@ class MethodParams(BaseModel):
 
 @dataclass(frozen=True)
 class EraseContext:
-    """What a method may use besides the pipeline: the sampling settings the grid generates with, and
-    image features (the toy world's tiny open_clip, or CLIP ViT-L/14) for methods that judge their own
-    generations (Dark Miner's verification)."""
+    """What a method may use besides the pipeline: image features (the toy world's tiny open_clip, or
+    CLIP ViT-L/14) for methods that judge their own generations (Dark Miner's verification)."""
 
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     image_features: Callable[[np.ndarray], torch.Tensor] | None = None
 
 

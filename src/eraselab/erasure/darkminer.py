@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from eraselab.attacks.base import image_latents
 from eraselab.erasure.base import Defended, EraseContext, ErasureMethod, MethodParams
-from eraselab.generate import encode_prompts, sample
+from eraselab.generate import SamplingConfig, encode_prompts, sample
 from eraselab.models.text_encoding import encode_token_embeddings, token_embeddings, tokenize
 
 LORA_FILE, MINED_FILE = "lora.safetensors", "mined.safetensors"
@@ -64,7 +64,16 @@ class DarkMinerParams(MethodParams):
     empty_weight: float = Field(0.5, ge=0)
     negative_weight: float = Field(0.5, ge=0)  # the -c regulariser
     retain_weight: float = Field(0.5, ge=0)  # [ours] the concept's retain prompts
+    # how Dark Miner samples its pool and verification images [ours]: the grid's sampler by default. Its
+    # own params, not `generate`, so a change to the grid's sampling does not rerun every erasure.
+    sample_steps: int = Field(20, gt=0)
+    sample_guidance: float = Field(4.0, ge=1)
+    sample_scheduler: Literal["ddim", "dpm", "euler", "pndm"] = "ddim"
     seed: int = Field(0, ge=0)
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(steps=self.sample_steps, guidance=self.sample_guidance, scheduler=self.sample_scheduler)
 
 
 # --- the three stages, each usable alone (tests, notebooks) -------------------------------------------
@@ -124,13 +133,13 @@ def verification_score(images: np.ndarray, references: np.ndarray, pool_images: 
 
 
 def verify(pipe, cond: torch.Tensor, anchor: torch.Tensor, pool_images: np.ndarray, seeds: list[int],
-           context: EraseContext, pool_references: np.ndarray | None = None) -> float:
+           image_features, sampling: SamplingConfig, pool_references: np.ndarray | None = None) -> float:
     """Generate from ``cond`` and from the anchor with the current model (same seeds) and score them."""
     n = len(seeds)
     with torch.no_grad():
-        images = sample(pipe, cond.expand(n, -1, -1), seeds, context.sampling, progress=False)
-        references = sample(pipe, anchor.expand(n, -1, -1), seeds, context.sampling, progress=False)
-    return verification_score(images, references, pool_images, context.image_features, pool_references)
+        images = sample(pipe, cond.expand(n, -1, -1), seeds, sampling, progress=False)
+        references = sample(pipe, anchor.expand(n, -1, -1), seeds, sampling, progress=False)
+    return verification_score(images, references, pool_images, image_features, pool_references)
 
 
 def circumvent(pipe, pool: torch.Tensor, mined: list[tuple[torch.Tensor, torch.Tensor]],
@@ -217,12 +226,12 @@ class DarkMiner(ErasureMethod):
         pool_prompts = [erase[i % len(erase)] for i in range(params.pool_size)]
         pool_seeds = [rng.randrange(2**31) for _ in pool_prompts]
         with torch.no_grad():
-            pool_images = sample(pipe, encode_prompts(pipe, pool_prompts), pool_seeds, context.sampling, progress=False)
+            pool_images = sample(pipe, encode_prompts(pipe, pool_prompts), pool_seeds, params.sampling, progress=False)
             pool = image_latents(pipe, pool_images)
             pool_references = None
             if params.verify_reference == "paired":
                 pool_anchors = [anchors[i % len(anchors)] for i in range(params.pool_size)]
-                pool_references = sample(pipe, encode_prompts(pipe, pool_anchors), pool_seeds, context.sampling,
+                pool_references = sample(pipe, encode_prompts(pipe, pool_anchors), pool_seeds, params.sampling,
                                          progress=False)
             empty = encode_prompts(pipe, [""])
             retain = encode_prompts(pipe, list(concept.retain_prompts))
@@ -242,7 +251,8 @@ class DarkMiner(ErasureMethod):
                 anchor = encode_prompts(pipe, [anchors[which]])
             cond, mine_losses = mine(pipe, pool, init, params, generator)
             seeds = [rng.randrange(2**31) for _ in range(params.verify_samples)]
-            score = verify(pipe, cond, anchor, pool_images, seeds, context, pool_references)
+            score = verify(pipe, cond, anchor, pool_images, seeds, context.image_features, params.sampling,
+                           pool_references)
             ok = score > params.threshold
             passed.append(ok)
             circumvent_losses = []
