@@ -96,22 +96,26 @@ def mine(pipe, pool: torch.Tensor, init_ids: torch.Tensor, params: DarkMinerPara
          ) -> tuple[torch.Tensor, list[float]]:
     """The conditioning (1 x 77 x d) the current model finds most likely to have made ``pool``."""
     encoder = pipe.text_encoder
+    in_tokens = params.mine_space == "token_embeddings"
+
+    def conditioning(variable):
+        return encode_token_embeddings(encoder, variable) if in_tokens else variable
+
     with torch.no_grad():
-        start = token_embeddings(encoder, init_ids) if params.mine_space == "token_embeddings" else None
-        variable = start if start is not None else encode_token_embeddings(encoder, token_embeddings(encoder, init_ids))
-    variable = variable.clone().requires_grad_(True)
+        embeds = token_embeddings(encoder, init_ids)
+        variable = (embeds if in_tokens else encode_token_embeddings(encoder, embeds)).clone()
+    variable.requires_grad_(True)
     optimizer = torch.optim.Adam([variable], lr=params.mine_lr)
     losses = []
     for _ in range(params.mine_steps):
-        cond = encode_token_embeddings(encoder, variable) if start is not None else variable
         batch = torch.randint(len(pool), (params.batch_size,), generator=generator)
-        loss = denoising_loss(pipe, pool[batch], cond, generator)
+        loss = denoising_loss(pipe, pool[batch], conditioning(variable), generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     with torch.no_grad():
-        cond = encode_token_embeddings(encoder, variable) if start is not None else variable
+        cond = conditioning(variable)
     return cond.detach(), losses
 
 
