@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The engines call `eraselab`, `dvc` and `snakemake` by name: use the ones beside this interpreter.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 # What a pipeline run needs from the repo: DAG files, params, code (hashed as deps), DVC config.
-REPO_FILES = ["dvc.yaml", "Snakefile", "workflow", "src", "profiles", ".dvc/config", ".dvcignore", ".gitignore"]
+REPO_FILES = ["dvc.yaml", "Snakefile", "workflow", "src", "profiles", "ablations", ".dvc/config", ".dvcignore", ".gitignore"]
 
 
 def scratch_repo(dest: Path, profile: str = "smoke") -> Path:

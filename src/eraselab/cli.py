@@ -289,8 +289,27 @@ def cmd_report(args) -> None:
     params = _params(args)
     images, records = read_images(Path(args.images))
     summary = build_report(params, Path(args.metrics), Path(args.plots), images, records, load_judge(Path(args.judge)),
-                           Path(args.out), Path(args.cells), Path(args.attacks))
+                           Path(args.out), Path(args.cells), Path(args.attacks), Path(args.ablations))
     print(summary)
+
+
+def cmd_ablation(args) -> None:
+    """Run an ablation spec's variants as DVC experiments (`--action run`), collect them (`collect`), or both."""
+    from eraselab.params import ParamsError
+    from eraselab.report import ablation
+
+    actions = ("all", "run", "collect", "dry")
+    if args.action not in actions:
+        raise ParamsError(f"--action {args.action!r}: valid choices: {', '.join(actions)}")
+    if args.action in ("all", "run", "dry"):
+        commands = ablation.run(args.spec, dry=args.action == "dry")
+        if args.action == "dry":
+            print("\n".join(" ".join(c) for c in commands) or "every variant has an experiment")
+            return
+    if args.action in ("all", "collect"):
+        result = ablation.collect(args.spec)
+        print(f"{len(result['rows'])} variants collected into {Path(args.spec).with_suffix('.json')}"
+              + (f"; missing: {', '.join(result['missing'])}" if result["missing"] else ""))
 
 
 def cmd_params(args) -> None:
@@ -341,7 +360,9 @@ COMMANDS = {
     "report": (cmd_report, "render reports/ (metrics.json, report.md, index.html)",
                [("--metrics", "metrics"), ("--plots", "plots"), ("--images", "data/generated/base"),
                 ("--cells", "metrics/cells"), ("--attacks", "data/attacks"), ("--judge", "models/judge"),
-                ("--out", "reports")]),
+                ("--ablations", "ablations"), ("--out", "reports")]),
+    "ablation": (cmd_ablation, "run an ablation spec's variants as `dvc exp run`s and collect them for the report",
+                 [("--spec", None), ("--action", "all")]),
 }
 
 

@@ -13,6 +13,7 @@ rule report:
         rules.generate.output[0],
         expand("data/attacks/{method}/{concept}/{attack}", **CELLS),
         rules.judge.output.model,
+        "ablations",
         code=code("src/eraselab/report"),
     output:
         directory("reports"),
@@ -22,4 +23,4 @@ rule report:
     resources:
         mem_mb=2000,
     shell:
-        "eraselab report --metrics metrics --plots plots --images data/generated/base --cells metrics/cells --attacks data/attacks --judge models/judge --out reports"
+        "eraselab report --metrics metrics --plots plots --images data/generated/base --cells metrics/cells --attacks data/attacks --judge models/judge --ablations ablations --out reports"

@@ -153,8 +153,21 @@ def grid_tables(grid: dict, attacks: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
+def ablation_tables(ablations_dir: Path | None) -> list[tuple[str, str, str]]:
+    """(title, markdown, html) per collected ablation (`eraselab ablation`): rows are DVC experiments."""
+    from eraselab.report.ablation import table
+
+    out = []
+    for path in sorted(Path(ablations_dir).glob("*.json")) if ablations_dir and Path(ablations_dir).is_dir() else []:
+        result = json.loads(path.read_text())
+        title = (f"{result['method']} ({path.stem}): {result['attack']} cells, one `dvc exp run` per row"
+                 + (f"; not run yet: {', '.join(result['missing'])}" if result["missing"] else ""))
+        out.append((title, *_table(*table(result))))
+    return out
+
+
 def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray, records: list[dict], judge, out: Path,
-                 cells_dir: Path, attacks_dir: Path) -> dict:
+                 cells_dir: Path, attacks_dir: Path, ablations_dir: Path | None = None) -> dict:
     metrics_dir = Path(metrics_dir)
     base = json.loads((metrics_dir / "base_model.json").read_text())
     train = {"summary": json.loads((metrics_dir / "base_model_train.json").read_text()),
@@ -171,6 +184,8 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
         "judge": {"heldout_accuracy": judge_m["heldout_accuracy"]},
         "clip": {"zero_shot_accuracy": clip_m["zero_shot_accuracy"]},
         "grid": read_grid(params, cells_dir),
+        "ablations": {path.stem: json.loads(path.read_text())["rows"]
+                      for path in sorted(Path(ablations_dir).glob("*.json"))} if ablations_dir and Path(ablations_dir).is_dir() else {},
     }
 
     rp = params.report
@@ -194,6 +209,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
     from eraselab.generate import read_images
 
     tables = grid_tables(summary["grid"], params.grid.attacks)
+    ablations = ablation_tables(ablations_dir)
     strips, n_blurred, n_shown = {}, int(flagged.sum()), n
     for m in params.grid.methods:
         for c in params.grid.concepts:
@@ -215,6 +231,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
         write_json(tmp / "metrics.json", summary)
         censored = f"{int(flagged.sum())} of {n} images blurred (concepts: {', '.join(rp.censor_concepts) or 'none'})"
         grid_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in tables)
+        ablation_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in ablations) or "None collected."
         strips_md = "\n\n".join(f"**{caption}** (adversarial prompts' images)\n\n![{caption}]({name})"
                                   for name, (caption, _) in strips.items())
         md = f"""# eraselab report
@@ -231,6 +248,9 @@ detector flags them (censored concepts: {', '.join(rp.censor_concepts) or 'none'
 ![erasure training loss](erase_loss.png)
 
 {strips_md}
+
+## Ablations
+{ablation_md}
 
 ## Base model: prompt following on held-out phrasings
 {base['n_images']} images, judge-scored.
@@ -263,6 +283,7 @@ them (censored concepts: {html.escape(', '.join(rp.censor_concepts) or 'none')})
 <figure>{img('tradeoff.png', 'ASR vs retention')}</figure>
 <figure>{img('erase_loss.png', 'erasure training loss')}</figure>
 {''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: adversarial prompts' images</figcaption></figure>" for name, (caption, _) in strips.items())}
+<h2>Ablations</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None collected.</p>"}
 <h2>Base model: prompt following on held-out phrasings</h2><p>{base['n_images']} images, judge-scored.</p>
 {acc_html}{per_html}<figure>{img('accuracy.png', 'per-concept accuracy')}</figure>
 {info_html}<figure>{img('loss.png', 'training curves')}</figure>
