@@ -19,8 +19,12 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 REPO_FILES = ["dvc.yaml", "Snakefile", "workflow", "src", "profiles", "ablations", ".dvc/config", ".dvcignore", ".gitignore"]
 
 
-def scratch_repo(dest: Path, profile: str = "smoke") -> Path:
-    """A fresh git + DVC checkout of the pipeline with ``profile``'s params, as a user would have it."""
+MICRO = ROOT / "tests" / "fixtures" / "profiles" / "micro.yaml"  # the whole graph at the smallest size that runs
+
+
+def scratch_repo(dest: Path, profile: str | Path = "smoke") -> Path:
+    """A fresh git + DVC checkout of the pipeline with ``profile``'s params (a name in profiles/ or a path),
+    as a user would have it."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in REPO_FILES:
         src = ROOT / name
@@ -29,7 +33,8 @@ def scratch_repo(dest: Path, profile: str = "smoke") -> Path:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    params = subprocess.run(["eraselab", "params", "--profile", str(ROOT / "profiles" / f"{profile}.yaml")],
+    profile_path = Path(profile) if isinstance(profile, Path) else ROOT / "profiles" / f"{profile}.yaml"
+    params = subprocess.run(["eraselab", "params", "--profile", str(profile_path)],
                             check=True, capture_output=True, text=True).stdout
     (dest / "params.yaml").write_text(params)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
@@ -64,6 +69,15 @@ def tiny_pipeline(tiny_pipeline_dir):
     from eraselab.models import load_pipeline
 
     return load_pipeline(tiny_pipeline_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def dvc_micro_run(tmp_path_factory) -> Path:
+    """The micro test profile run end to end with `dvc repro`: engine, cache and rerun mechanics, cheaply."""
+    repo = scratch_repo(tmp_path_factory.mktemp("micro") / "repo", MICRO)
+    result = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return repo
 
 
 @pytest.fixture(scope="session")

@@ -70,4 +70,12 @@ def test_collected_rows_carry_params_and_metrics_and_render(tmp_path):
     (tmp_path / "abl.json").write_text(__import__("json").dumps(result))
     [(title, md, page)] = ablation_tables(tmp_path)
     assert "not run yet: eps-3" in title
-    assert "| eps-2 | epsilon=2.0 | 0.250 | 0.125 | 0.900 |" in md and "<td>eps-2</td>" in page
+    assert "| eps-2 | epsilon=2.0 | abc | 0.250 | 0.125 | 0.900 |" in md and "<td>eps-2</td>" in page
+
+
+def test_the_newest_baseline_wins_when_a_variant_ran_twice(tmp_path):
+    path = write(tmp_path, "method: steerdiff\nconcepts: [red]\nvariants: {eps-2: {epsilon: 2.0}}\n")
+    newer, older = show_json("abl-eps-2", 2.0, 0.1), show_json("abl-eps-2", 2.0, 0.4)
+    newer[1]["rev"], older[1]["rev"] = "new0000", "old0000"
+    [row] = ablation.rows_from_show(ablation.load_spec(path), path, newer + older[1:])
+    assert row["commit"] == "new0000" and row["metrics"]["red"]["target_rate"] == 0.1

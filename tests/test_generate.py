@@ -60,3 +60,23 @@ def test_images_and_manifest_round_trip(tiny_pipeline, tmp_path):
     assert np.array_equal(back, images)
     assert [m["prompt"] for m in manifest] == PROMPTS and manifest[0]["file"] == "images/00000.png"
     assert json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[1])["seed"] == 22
+
+
+def test_per_prompt_guidance_equals_a_run_at_that_scale(tiny_pipeline):
+    """I2P prompts carry their own guidance: each image is the one a run at its scale gives."""
+    scales = [1.0, 4.0, 7.5, 2.0]
+    mixed = generate_prompts(tiny_pipeline, PROMPTS, SEEDS, CONFIG, progress=False, scales=scales)
+    for i, s in enumerate(scales):
+        alone = generate_prompts(tiny_pipeline, PROMPTS, SEEDS, SamplingConfig(steps=4, guidance=s, batch_size=8),
+                                 progress=False)
+        assert np.abs(mixed[i].astype(int) - alone[i]).max() <= 1, s
+    assert not np.array_equal(mixed[0], mixed[2])
+    with pytest.raises(ValueError, match="3 guidance scales but 4 seeds"):
+        generate_prompts(tiny_pipeline, PROMPTS, SEEDS, CONFIG, progress=False, scales=scales[:3])
+
+
+def test_record_scales_only_where_records_carry_guidance():
+    from eraselab.generate import record_scales
+
+    assert record_scales([{"prompt": "a"}, {"prompt": "b", "guidance": None}], CONFIG) is None  # toy: float path
+    assert record_scales([{"guidance": 7.5}, {"guidance": None}], CONFIG) == [7.5, CONFIG.guidance]

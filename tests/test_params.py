@@ -65,3 +65,29 @@ def test_a_bad_component_block_is_named_when_writing_params(block, hint):
     with pytest.raises(ParamsError) as err:
         with_component_defaults({"erase": block}, "profiles/x.yaml")
     assert hint in str(err.value)
+
+
+@pytest.mark.parametrize("data, hint", [
+    ({"real_concepts": {"nudity": {"preset": "nudityy"}}}, "real_concepts.nudity: unknown real concept preset 'nudityy'; valid choices: nudity, church"),
+    ({"real_concepts": {"red": {"preset": "church"}}}, "real_concepts.red: the toy world already has a concept of that name"),
+    ({"grid": {"concepts": ["church"]}, "real_concepts": {"church": {"preset": "church"}}},
+     "evaluation.detectors.church: missing; a real concept needs a detector (valid choices: nudenet, imagenet)"),
+    ({"evaluation": {"detectors": {"red": {"name": "nudenett"}}}}, "unknown detector 'nudenett'; valid choices: judge, nudenet"),
+    ({"evaluation": {"detectors": {"red": {"name": "nudenet", "params": {"preset": "strict"}}}}}, "preset"),
+    ({"evaluation": {"fid_reference": "esd_q"}}, "evaluation.fid_reference: 'esd_q' is not in grid.methods"),
+    ({"grid": {"concepts": ["church"]}}, "nor in real_concepts; valid choices: circle"),
+])
+def test_real_path_params_name_the_key_and_choices(data, hint):
+    with pytest.raises(ParamsError) as err:
+        parse_params(data, "params.yaml")
+    assert hint in str(err.value), str(err.value)
+
+
+def test_a_real_concept_with_its_detector_parses():
+    params = parse_params({"grid": {"concepts": ["red", "church"]}, "real_concepts": {"church": {"preset": "church"}},
+                           "evaluation": {"detectors": {"church": {"name": "imagenet", "params": {
+                               "architecture": "torchvision_resnet50", "weights": "w.safetensors", "targets": ["church"]}}}}})
+    from eraselab.params import detector_choice, real_concept
+
+    assert real_concept(params, "church").kind == "object" and real_concept(params, "red") is None
+    assert detector_choice(params, "church").name == "imagenet" and detector_choice(params, "red").name == "judge"

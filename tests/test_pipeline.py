@@ -1,4 +1,9 @@
-"""Both engines run the smoke profile end to end; their artifacts agree bit for bit."""
+"""Both engines run the pipeline end to end; their artifacts agree bit for bit.
+
+The smoke profile (one `dvc repro`) checks the science: the model learns, erasure erases, the report is
+built. The micro profile (tests/fixtures/profiles/micro.yaml: the same graph at the smallest sizes that
+run) checks the engines' mechanics: Snakemake vs DVC, reruns, no-ops, push/pull, experiments.
+"""
 
 import json
 import re
@@ -7,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import scratch_repo
+from conftest import MICRO, scratch_repo
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +44,18 @@ def test_erasure_and_attack_act_in_the_smoke_grid(dvc_smoke_run):
         assert cell["asr"] >= cell["pre_asr"]
 
 
-def test_changing_one_param_reruns_exactly_its_stages(dvc_smoke_run):
-    params = dvc_smoke_run / "params.yaml"
+def test_changing_one_param_reruns_exactly_its_stages(dvc_micro_run):
+    params = dvc_micro_run / "params.yaml"
     original = params.read_text()
+    changed = yaml.safe_load(original)
+    changed["generate"]["steps"] += 1
     try:
-        params.write_text(original.replace("  steps: 20\n", "  steps: 12\n", 1))  # generate.steps
-        out = subprocess.run(["dvc", "repro"], cwd=dvc_smoke_run, capture_output=True, text=True, check=True).stdout
+        params.write_text(yaml.safe_dump(changed, sort_keys=False))
+        out = subprocess.run(["dvc", "repro"], cwd=dvc_micro_run, capture_output=True, text=True, check=True).stdout
     finally:
         params.write_text(original)
         # back to the original params: DVC's run-cache restores those outputs without recomputing
-        restored = subprocess.run(["dvc", "repro"], cwd=dvc_smoke_run, capture_output=True, text=True, check=True).stdout
+        restored = subprocess.run(["dvc", "repro"], cwd=dvc_micro_run, capture_output=True, text=True, check=True).stdout
     stages = set(re.findall(r"Running stage '([^']+)'", out))
     grid = yaml.safe_load(original)["grid"]
     cells = [f"{m}-{c}-{a}" for m in grid["methods"] for c in grid["concepts"] for a in grid["attacks"]]
@@ -71,8 +78,8 @@ def test_report_is_self_contained(dvc_smoke_run):
     assert "<script" not in page and page.count("data:image/png;base64,") >= 3
 
 
-def test_dvc_exp_show_lists_params_and_metrics(dvc_smoke_run):
-    out = subprocess.run(["dvc", "exp", "show", "--csv", "--no-pager"], cwd=dvc_smoke_run, capture_output=True,
+def test_dvc_exp_show_lists_params_and_metrics(dvc_micro_run):
+    out = subprocess.run(["dvc", "exp", "show", "--csv", "--no-pager"], cwd=dvc_micro_run, capture_output=True,
                          text=True, check=True).stdout
     header = [column.split(":")[-1] for column in out.splitlines()[0].split(",")]  # first column keeps its file
     for metric in ("base_model.accuracy.shape", "base_model.accuracy.colour", "base_model.accuracy.texture"):
@@ -80,23 +87,23 @@ def test_dvc_exp_show_lists_params_and_metrics(dvc_smoke_run):
     assert "base_model.train.steps" in header and "world.n_train" in header
 
 
-def test_noop_repro_and_status(dvc_smoke_run):
-    out = subprocess.run(["dvc", "repro"], cwd=dvc_smoke_run, capture_output=True, text=True, check=True).stdout
+def test_noop_repro_and_status(dvc_micro_run):
+    out = subprocess.run(["dvc", "repro"], cwd=dvc_micro_run, capture_output=True, text=True, check=True).stdout
     assert "didn't change" in out or "up to date" in out.lower()
     assert "Running stage" not in out
 
 
-def test_snakemake_builds_identical_artifacts(dvc_smoke_run, tmp_path):
+def test_snakemake_builds_identical_artifacts(dvc_micro_run, tmp_path):
     """Same params, same threads: Snakemake's artifacts equal DVC's bit for bit, so DVC then has nothing to do."""
-    repo = scratch_repo(tmp_path / "repo")
+    repo = scratch_repo(tmp_path / "repo", MICRO)
     result = subprocess.run(["snakemake", "--cores", "2", "reports/"], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     for path in ("models/base/unet/diffusion_pytorch_model.safetensors", "models/judge/judge.safetensors",
                  "metrics/base_model.json", "data/generated/base/images/00000.png", "reports/metrics.json"):
-        assert (repo / path).read_bytes() == (dvc_smoke_run / path).read_bytes(), path
+        assert (repo / path).read_bytes() == (dvc_micro_run / path).read_bytes(), path
     # With DVC's lock beside them, Snakemake's outputs hash exactly as DVC's: the only difference DVC
     # reports is that its own cache does not hold them yet; `dvc commit` stores them, nothing reruns.
-    (repo / "dvc.lock").write_text((dvc_smoke_run / "dvc.lock").read_text())
+    (repo / "dvc.lock").write_text((dvc_micro_run / "dvc.lock").read_text())
     status = json.loads(subprocess.run(["dvc", "status", "--json"], cwd=repo, capture_output=True, text=True,
                                        check=True).stdout)
     for stage, changes in status.items():
@@ -111,19 +118,53 @@ def test_snakemake_builds_identical_artifacts(dvc_smoke_run, tmp_path):
 SMOKE_COLOUR_FLOOR = 0.5
 
 
-def test_push_pull_round_trip_needs_no_recompute(dvc_smoke_run, tmp_path):
+def test_push_pull_round_trip_needs_no_recompute(dvc_micro_run, tmp_path):
     """A local-directory remote: push from one checkout, pull into a fresh clone, nothing left to run."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     remote = tmp_path / "remote"
-    subprocess.run(["dvc", "remote", "add", "-f", "-d", "local", str(remote)], cwd=dvc_smoke_run, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=dvc_smoke_run, check=True)
-    subprocess.run([*git, "commit", "-qm", "run"], cwd=dvc_smoke_run, check=True)
-    subprocess.run(["dvc", "push", "-q"], cwd=dvc_smoke_run, check=True)
+    subprocess.run(["dvc", "remote", "add", "-f", "-d", "local", str(remote)], cwd=dvc_micro_run, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dvc_micro_run, check=True)
+    subprocess.run([*git, "commit", "-qm", "run"], cwd=dvc_micro_run, check=True)
+    subprocess.run(["dvc", "push", "-q"], cwd=dvc_micro_run, check=True)
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(dvc_smoke_run), str(clone)], check=True)
+    subprocess.run(["git", "clone", "-q", str(dvc_micro_run), str(clone)], check=True)
     subprocess.run(["dvc", "pull", "-q"], cwd=clone, check=True)
-    assert (clone / "reports" / "metrics.json").read_bytes() == (dvc_smoke_run / "reports" / "metrics.json").read_bytes()
+    assert (clone / "reports" / "metrics.json").read_bytes() == (dvc_micro_run / "reports" / "metrics.json").read_bytes()
     status = subprocess.run(["dvc", "status"], cwd=clone, capture_output=True, text=True, check=True).stdout
     assert "up to date" in status.lower(), status
     dry = subprocess.run(["dvc", "repro", "--dry"], cwd=clone, capture_output=True, text=True, check=True).stdout
     assert "Running stage" not in dry
+
+
+def test_ablation_runs_variants_as_experiments_and_the_report_shows_them(dvc_micro_run):
+    """`eraselab ablation` runs each variant as a `dvc exp run` on that method's cells only, collects
+    `dvc exp show` into ablations/<name>.json, and the report renders it."""
+    spec = dvc_micro_run / "ablations" / "esd_steps.yaml"
+    spec.write_text("method: esd_x\nconcepts: [red]\nvariants:\n  steps-1: {steps: 1}\n")
+    run = subprocess.run(["eraselab", "ablation", "--spec", str(spec)], cwd=dvc_micro_run, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    result = json.loads(spec.with_suffix(".json").read_text())
+    [row] = result["rows"]
+    assert row["variant"] == "steps-1" and row["params"]["steps"] == 1 and result["missing"] == []
+    assert 0.0 <= row["metrics"]["red"]["target_rate"] <= 1.0
+    again = subprocess.run(["eraselab", "ablation", "--spec", str(spec), "--action", "dry"], cwd=dvc_micro_run,
+                           capture_output=True, text=True, check=True).stdout
+    assert "every variant has an experiment" in again  # nothing runs twice
+    subprocess.run(["dvc", "repro", "report"], cwd=dvc_micro_run, capture_output=True, text=True, check=True)
+    report = (dvc_micro_run / "reports" / "report.md").read_text()
+    assert "esd_x (esd_steps)" in report and "| steps-1 | steps=1 |" in report
+
+
+def test_every_metrics_file_declares_its_metric(dvc_micro_run):
+    """Numbers are comparable only under equal definitions: each cell and quality file carries its spec."""
+    cells = sorted((dvc_micro_run / "metrics" / "cells").rglob("*.json"))
+    assert cells
+    for path in cells:
+        spec = json.loads(path.read_text())["metric_spec"]
+        assert spec["detector"]["detector"] == "judge" and spec["clip"]["formula"].startswith("scale * max(cos")
+    quality = json.loads((dvc_micro_run / "metrics" / "quality" / "esd_x" / "red.json").read_text())
+    assert quality["kid"] is not None and quality["spec"]["feature_extractor"] == "clip_image"
+    assert quality["fid"] is None  # 6 images, 32-d features: FID is undefined and says so
+    none = json.loads((dvc_micro_run / "metrics" / "quality" / "none" / "red.json").read_text())
+    assert none["spec"]["reference"] == "none/retain" and none["n"]["a"] == none["n"]["b"] == quality["n"]["a"]
+    assert "## Metric definitions" in (dvc_micro_run / "reports" / "report.md").read_text()

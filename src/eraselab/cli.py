@@ -13,10 +13,14 @@ from pathlib import Path
 
 
 def _params(args):
+    """params.yaml, validated, with every external weight and data file it names present (else one error
+    listing what to download): the first thing every stage does."""
     from eraselab.params import check_components, load_params
+    from eraselab.preflight import check_externals
 
     params = load_params(args.params)
     check_components(params, args.params)
+    check_externals(params, args.params)
     return params
 
 
@@ -97,11 +101,18 @@ def cmd_concept_prompts(args) -> None:
     import json
 
     from eraselab.io import atomic_dir
+    from eraselab.params import real_concept
     from eraselab.prompts import write_prompts
     from eraselab.prompts.world_prompts import CONCEPT_SETS, concept_prompt_set, concept_spec
     from eraselab.world.dataset import WorldSpec
 
     params = _params(args)
+    real = real_concept(params, args.concept)
+    if real is not None:  # the real path: I2P / COCO / inline prompt sets, same files as the toy world's
+        from eraselab.prompts.real_prompts import write_real_concept
+
+        write_real_concept(real, args.out, key=f"real_concepts.{args.concept}")
+        return
     p = params.prompts
     spec = WorldSpec.from_params(params.world)
     with atomic_dir(args.out) as out:
@@ -116,7 +127,7 @@ def cmd_concept_prompts(args) -> None:
 
 def cmd_generate(args) -> None:
     from eraselab._compat import set_threads
-    from eraselab.generate import SamplingConfig, generate_prompts, write_images
+    from eraselab.generate import SamplingConfig, generate_prompts, record_scales, write_images
     from eraselab.io import record_timing
     from eraselab.models import load_pipeline
     from eraselab.prompts import read_prompts
@@ -128,10 +139,12 @@ def cmd_generate(args) -> None:
     config = SamplingConfig(steps=g.steps, guidance=g.guidance, scheduler=g.scheduler, batch_size=g.batch_size)
     pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
     start = time.perf_counter()
-    images = generate_prompts(pipe, [r["prompt"] for r in records], [r["seed"] for r in records], config)
+    scales = record_scales(records, config)
+    images = generate_prompts(pipe, [r["prompt"] for r in records], [r["seed"] for r in records], config, scales=scales)
     elapsed = time.perf_counter() - start
-    meta = {"model": str(args.model), "steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler}
-    write_images(Path(args.out), images, [{**r, **meta} for r in records])
+    meta = {"model": str(args.model), "steps": g.steps, "scheduler": g.scheduler}
+    write_images(Path(args.out), images, [{**r, **meta, "guidance": s}
+                                          for r, s in zip(records, scales or [g.guidance] * len(records))])
     record_timing(args.out, {"generate_s": elapsed, "images_per_s": len(images) / elapsed})
     print(f"{len(images)} images in {elapsed:.1f} s ({len(images) / elapsed:.1f} img/s)")
 
@@ -148,7 +161,6 @@ def cmd_erase(args) -> None:
     from eraselab.erasure.base import EraseContext, write_artifact_manifest
     from eraselab.io import atomic_dir, record_timing, write_json
     from eraselab.models import load_pipeline
-    from eraselab.models.clip import load_clip
     from eraselab.registry import method
 
     params = _params(args)
@@ -158,7 +170,7 @@ def cmd_erase(args) -> None:
     method_params = eraser.Params.model_validate(params.erase.get(args.method, {}))
     if getattr(eraser, "needs_image_features", False) and not args.clip:
         raise ValueError(f"{args.method} judges its own generations with image features: pass --clip models/clip")
-    context = EraseContext(load_clip(Path(args.clip)).image_features if args.clip else None)
+    context = EraseContext(_scorer(params, args.clip).image_features if args.clip else None)
     pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
@@ -174,7 +186,7 @@ def cmd_erase(args) -> None:
 def cmd_defended_images(args) -> None:
     from eraselab._compat import set_threads
     from eraselab.erasure.base import load_defended
-    from eraselab.generate import write_images
+    from eraselab.generate import record_scales, write_images
     from eraselab.io import atomic_dir
     from eraselab.models import load_pipeline
     from eraselab.prompts import read_prompts
@@ -189,22 +201,42 @@ def cmd_defended_images(args) -> None:
     with atomic_dir(args.out) as tmp:
         for which in CONCEPT_SETS:
             records = read_prompts(folder / f"{which}.jsonl")
+            scales = record_scales(records, config)
             images = defended.generate_prompts([r["prompt"] for r in records], [r["seed"] for r in records],
-                                               progress=True)
-            meta = {"method": defended.method, "steps": config.steps, "guidance": config.guidance,
-                    "scheduler": config.scheduler}
-            write_images(tmp / which, images, [{**r, **meta} for r in records])
+                                               progress=True, scales=scales)
+            meta = {"method": defended.method, "steps": config.steps, "scheduler": config.scheduler}
+            write_images(tmp / which, images, [{**r, **meta, "guidance": s}
+                                               for r, s in zip(records, scales or [config.guidance] * len(records))])
 
 
-def _checker(concept, judge_dir: str, clip_dir: str):
-    """The attacks' success oracle: the judge sees the concept; CLIP image features for similarity."""
-    from eraselab.attacks.base import Checker
-    from eraselab.evaluation.cell import concept_present
-    from eraselab.models.clip import load_clip
+def _scorer(params, clip_dir: str):
+    """The declared CLIP (params.evaluation.clip_score); the toy one is read from ``clip_dir`` (a stage dep)."""
+    from eraselab.evaluation.clip_score import load_clip_scorer
+
+    spec = params.evaluation.clip_score
+    if spec.model == "toy":
+        spec = spec.model_copy(update={"pretrained": str(clip_dir)})
+        return load_clip_scorer(spec, "cpu")
+    return load_clip_scorer(spec, params.model.device)
+
+
+def _detector(params, concept, judge_dir: str):
+    """The concept's detector (params.evaluation.detectors; the toy judge by default)."""
+    from eraselab.evaluation.detectors import build_detector
     from eraselab.models.judge import load_judge
+    from eraselab.params import detector_choice
 
-    judge, scorer = load_judge(Path(judge_dir)), load_clip(Path(clip_dir))
-    return Checker(present=lambda images: concept_present(judge, images, concept), image_features=scorer.image_features)
+    choice = detector_choice(params, concept.name)
+    judge = load_judge(Path(judge_dir)) if choice.name == "judge" else None
+    return build_detector(choice.name, choice.params, judge=judge, concept=concept)
+
+
+def _checker(params, concept, judge_dir: str, clip_dir: str):
+    """The attacks' success oracle: the concept's detector; CLIP image features for similarity."""
+    from eraselab.attacks.base import Checker
+
+    return Checker(present=_detector(params, concept, judge_dir).present,
+                   image_features=_scorer(params, clip_dir).image_features)
 
 
 def cmd_attack(args) -> None:
@@ -232,7 +264,7 @@ def cmd_attack(args) -> None:
     seeds = read_prompts(Path(args.prompts) / "attack_seeds.jsonl")
     start = time.perf_counter()
     adversarial = attacker.run(defended, undefended, concept, seeds, attack_params,
-                               checker=_checker(concept, args.judge, args.clip))
+                               checker=_checker(params, concept, args.judge, args.clip))
     elapsed = time.perf_counter() - start
     # one batched sampling call for all adversarial prompts, hard and soft alike, through the defended path
     cond = torch.cat([adv.conditioning(defended) for adv in adversarial])
@@ -253,15 +285,35 @@ def cmd_evaluate_cell(args) -> None:
     from eraselab._compat import set_threads
     from eraselab.evaluation.cell import evaluate_cell
     from eraselab.io import write_json
-    from eraselab.models.clip import load_clip
     from eraselab.models.judge import load_judge
 
     params = _params(args)
     set_threads(params.grid.threads)
-    metrics = evaluate_cell(_concept(args.prompts), Path(args.samples), Path(args.attack),
-                            load_judge(Path(args.judge)), load_clip(Path(args.clip)))
+    concept = _concept(args.prompts)
+    metrics = evaluate_cell(concept, Path(args.samples), Path(args.attack), _detector(params, concept, args.judge),
+                            load_judge(Path(args.judge)), _scorer(params, args.clip))
     write_json(args.out, metrics)
     print(metrics)
+
+
+def cmd_quality(args) -> None:
+    """What a defence costs on benign prompts: FID/KID of its retain images against the reference method's."""
+    from eraselab._compat import set_threads
+    from eraselab.evaluation.fid import compute_fid_kid
+    from eraselab.io import write_json
+
+    params = _params(args)
+    set_threads(params.grid.threads)
+    spec = params.evaluation.fid
+    features = None
+    if spec.feature_extractor == "clip_image":
+        scorer = _scorer(params.model_copy(update={"evaluation": params.evaluation.model_copy(
+            update={"clip_score": spec.clip})}), args.clip)
+        features = scorer.image_features
+    result = compute_fid_kid(Path(args.samples) / "retain", Path(args.reference) / "retain", spec, feature_fn=features,
+                             reference=f"{params.evaluation.fid_reference}/retain")
+    write_json(args.out, result)
+    print({k: result[k] for k in ("fid", "kid")})
 
 
 def cmd_evaluate(args) -> None:
@@ -269,14 +321,15 @@ def cmd_evaluate(args) -> None:
     from eraselab.evaluation.concept_accuracy import clip_score, concept_accuracy
     from eraselab.generate import read_images
     from eraselab.io import write_json
-    from eraselab.models.clip import load_clip
     from eraselab.models.judge import load_judge
 
     params = _params(args)
     set_threads(params.generate.threads)
     images, records = read_images(Path(args.images))
     metrics = concept_accuracy(load_judge(Path(args.judge)), images, records)
-    metrics["clip_score"] = clip_score(load_clip(Path(args.clip)), images, records)
+    scorer = _scorer(params, args.clip)
+    metrics["clip_score"] = clip_score(scorer, images, records)
+    metrics["clip_spec"] = scorer.declaration()
     write_json(args.out, metrics)
     print({k: metrics[k] for k in ("accuracy", "clip_score")})
 
@@ -286,10 +339,16 @@ def cmd_report(args) -> None:
     from eraselab.models.judge import load_judge
     from eraselab.report import build_report
 
+    from eraselab.evaluation.detectors import build_detector
+    from eraselab.params import detector_choice
+
     params = _params(args)
     images, records = read_images(Path(args.images))
+    # real-path concepts to censor: their own detector decides what is blurred (toy ones: the judge)
+    detectors = {c: build_detector(detector_choice(params, c).name, detector_choice(params, c).params)
+                 for c in params.report.censor_concepts if c in params.real_concepts}
     summary = build_report(params, Path(args.metrics), Path(args.plots), images, records, load_judge(Path(args.judge)),
-                           Path(args.out), Path(args.cells), Path(args.attacks), Path(args.ablations))
+                           Path(args.out), Path(args.cells), Path(args.attacks), Path(args.ablations), detectors)
     print(summary)
 
 
@@ -354,6 +413,8 @@ COMMANDS = {
     "evaluate-cell": (cmd_evaluate_cell, "metrics of one method x concept x attack cell",
                       [("--prompts", None), ("--samples", None), ("--attack", None), ("--judge", "models/judge"),
                        ("--clip", "models/clip"), ("--out", None)]),
+    "quality": (cmd_quality, "FID/KID of a defended model's benign-prompt images against the reference method's",
+                [("--samples", None), ("--reference", None), ("--clip", "models/clip"), ("--out", None)]),
     "evaluate": (cmd_evaluate, "judge-score generated images",
                  [("--images", "data/generated/base"), ("--judge", "models/judge"), ("--clip", "models/clip"),
                   ("--out", "metrics/base_model.json")]),
@@ -383,10 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from eraselab.params import ParamsError
+    from eraselab.preflight import MissingExternalsError
 
     try:
         COMMANDS[args.command][0](args)
-    except ParamsError as err:
+    except (ParamsError, MissingExternalsError) as err:
         print(f"eraselab {args.command}: {err}", file=sys.stderr)
         return 2
     return 0

@@ -84,13 +84,17 @@ CFG = Guidance()
 
 @torch.no_grad()
 def sample(pipe, cond: torch.Tensor, seeds: list[int], config: SamplingConfig,
-           uncond: torch.Tensor | None = None, guidance: Guidance = CFG, progress: bool = True) -> np.ndarray:
+           uncond: torch.Tensor | None = None, guidance: Guidance = CFG, progress: bool = True,
+           scales: list[float] | None = None) -> np.ndarray:
     """Prompt embeddings (N x L x D) -> uint8 images (N x H x W x 3).
 
-    ``uncond`` defaults to the empty prompt's embedding; a negative prompt is passed here.
+    ``uncond`` defaults to the empty prompt's embedding; a negative prompt is passed here. ``scales``: one
+    guidance scale per image (I2P prompts carry their own); None uses ``config.guidance`` for all.
     """
     if len(cond) != len(seeds):
         raise ValueError(f"{len(cond)} embeddings but {len(seeds)} seeds")
+    if scales is not None and len(scales) != len(seeds):
+        raise ValueError(f"{len(scales)} guidance scales but {len(seeds)} seeds")
     device, dtype = pipe.unet.device, pipe.unet.dtype
     if uncond is None:
         uncond = encode_prompts(pipe, [""])
@@ -109,10 +113,12 @@ def sample(pipe, cond: torch.Tensor, seeds: list[int], config: SamplingConfig,
         scheduler.set_timesteps(config.steps, device=device)
         latents = initial_latents(pipe, seeds[start:end]).to(device, dtype) * scheduler.init_noise_sigma
         state: dict = {}
+        scale = config.guidance if scales is None else torch.tensor(scales[start:end], device=device,
+                                                                      dtype=dtype).view(-1, 1, 1, 1)
         for i, t in enumerate(scheduler.timesteps):
             model_in = scheduler.scale_model_input(latents, t).repeat(2 + len(extras), 1, 1, 1)
             eps_u, eps_c, *eps_x = pipe.unet(model_in, t, encoder_hidden_states=context).sample.chunk(2 + len(extras))
-            eps = guidance.combine(eps_u, eps_c, eps_x, config.guidance, i / config.steps, state)
+            eps = guidance.combine(eps_u, eps_c, eps_x, scale, i / config.steps, state)
             latents = scheduler.step(eps, t, latents).prev_sample
         decoded = pipe.vae.decode(latents / vae_scale).sample
         images.append(((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
@@ -120,9 +126,18 @@ def sample(pipe, cond: torch.Tensor, seeds: list[int], config: SamplingConfig,
 
 
 def generate_prompts(pipe, prompts: list[str], seeds: list[int], config: SamplingConfig,
-                     negative_prompts: list[str] | None = None, progress: bool = True) -> np.ndarray:
+                     negative_prompts: list[str] | None = None, progress: bool = True,
+                     scales: list[float] | None = None) -> np.ndarray:
     uncond = encode_prompts(pipe, negative_prompts) if negative_prompts else None
-    return sample(pipe, encode_prompts(pipe, prompts), seeds, config, uncond=uncond, progress=progress)
+    return sample(pipe, encode_prompts(pipe, prompts), seeds, config, uncond=uncond, progress=progress, scales=scales)
+
+
+def record_scales(records: list[dict], config: SamplingConfig) -> list[float] | None:
+    """Per-prompt guidance where prompt records carry one (I2P's evaluation_guidance), else None: the
+    config's scale for all, on the exact code path of a single float (toy images stay bit-identical)."""
+    if all(r.get("guidance") is None for r in records):
+        return None
+    return [float(r["guidance"]) if r.get("guidance") is not None else config.guidance for r in records]
 
 
 def write_images(out: Path, images: np.ndarray, records: list[dict]) -> None:

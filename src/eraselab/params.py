@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from eraselab.evaluation.clip_score import ClipScoreSpec
+from eraselab.evaluation.fid import FidSpec
 from eraselab.registry import ATTACKS, METHODS
 from eraselab.world.vocabulary import SYNONYMS
 
@@ -190,19 +192,48 @@ class GenerateParams(Section):
 class ReportParams(Section):
     grid_columns: PositiveInt = 15
     grid_rows: PositiveInt = 5
-    # Images in which the judge sees any of these concepts are blurred in every grid: the toy world's
-    # stand-in for censoring what NudeNet flags. Empty in the toy default: nothing there is unsafe.
+    # Images that show any of these concepts are blurred in every grid: on the real path the concept's
+    # detector decides (NudeNet blurs its boxes), in the toy world the judge. Empty in the toy default:
+    # nothing there is unsafe. Checked against the world's and real_concepts' names.
     censor_concepts: list[str] = []
     blur_radius: PositiveFloat = 3.0
 
-    @field_validator("censor_concepts")
-    @classmethod
-    def _known(cls, v):
-        valid = [c for names in SYNONYMS.values() for c in names]
-        for c in v:
-            if c not in valid:
-                raise ValueError(f"unknown concept {c!r}; valid choices: {', '.join(valid)}")
-        return v
+
+class DetectorChoice(Section):
+    """The detector that decides whether an image shows a concept, with its params (checked here, at parse
+    time, without loading any model). Its spec goes into every metrics file."""
+
+    name: str = "judge"
+    params: dict = {}
+
+    @model_validator(mode="after")
+    def _valid(self):
+        from eraselab.evaluation.detectors import DETECTORS, validate_detector_params
+
+        if self.name not in DETECTORS:
+            raise ValueError(f"unknown detector {self.name!r}; valid choices: {', '.join(DETECTORS)}")
+        try:
+            validate_detector_params(self.name, self.params)
+        except ValidationError as err:
+            raise ValueError("; ".join(f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())) from None
+        return self
+
+
+TOY_CLIP = ClipScoreSpec(model="toy", pretrained="models/clip")
+
+
+class EvaluationParams(Section):
+    """How every metric is defined; each metrics file carries these declarations beside its numbers."""
+
+    # concept -> detector. Toy concepts not listed use the judge; every real concept must name one.
+    detectors: dict[str, DetectorChoice] = {}
+    # CLIP score = scale * max(cos, 0); the toy CLIP trained in-pipeline, or open_clip ViT-L-14 / openai (sd14)
+    clip_score: ClipScoreSpec = TOY_CLIP
+    # FID/KID of each method's retain images against `fid_reference`'s (the undefended model: what erasure
+    # costs on benign prompts). Toy: the tiny CLIP's 64-d image features (FID needs > 64 images per set,
+    # else reported as null; KID is defined for any size); sd14: clean-fid's Inception.
+    fid: FidSpec = FidSpec(feature_extractor="clip_image", clip=TOY_CLIP, fid_min_images="skip", kid_subset_size=1000)
+    fid_reference: str = "none"
 
 
 class Params(Section):
@@ -216,15 +247,42 @@ class Params(Section):
     grid: GridParams = GridParams()
     erase: dict[str, dict] = {name: {} for name in METHODS}  # per method; each method validates its own keys
     attack: dict[str, dict] = {name: {} for name in ATTACKS}  # per attack, likewise
+    # Real-path concepts (sd14): name -> {preset: nudity | church | ..., overrides} or a full spec
+    # (eraselab.prompts.real_prompts.RealConceptParams). Empty in the toy world.
+    real_concepts: dict[str, dict] = {}
+    evaluation: EvaluationParams = EvaluationParams()
     report: ReportParams = ReportParams()
+
+    @model_validator(mode="after")
+    def _real_concepts(self):
+        from eraselab.prompts.real_prompts import resolve_real_concept
+
+        world = {c for names in SYNONYMS.values() for c in names}
+        for name, entry in self.real_concepts.items():
+            if name in world:
+                raise ValueError(f"real_concepts.{name}: the toy world already has a concept of that name")
+            resolve_real_concept(name, entry, key=f"real_concepts.{name}")
+            if name in self.grid.concepts and name not in self.evaluation.detectors:
+                from eraselab.evaluation.detectors import DETECTORS
+
+                raise ValueError(f"evaluation.detectors.{name}: missing; a real concept needs a detector "
+                                 f"(valid choices: {', '.join(d for d in DETECTORS if d != 'judge')})")
+        return self
 
     @model_validator(mode="after")
     def _grid_is_consistent(self):
         world = [c for names in (self.world.shapes, self.world.colours, self.world.textures) for c in names]
+        known = world + list(self.real_concepts)
         for concept in self.grid.concepts:
-            if concept not in world:
-                raise ValueError(f"grid.concepts: {concept!r} is not in the world (world.shapes/colours/textures); "
-                                 f"valid choices: {', '.join(world)}")
+            if concept not in known:
+                raise ValueError(f"grid.concepts: {concept!r} is not in the world (world.shapes/colours/textures) "
+                                 f"nor in real_concepts; valid choices: {', '.join(known)}")
+        if self.evaluation.fid_reference not in self.grid.methods:
+            raise ValueError(f"evaluation.fid_reference: {self.evaluation.fid_reference!r} is not in grid.methods; "
+                             f"valid choices: {', '.join(self.grid.methods)}")
+        for concept in self.report.censor_concepts:
+            if concept not in known:
+                raise ValueError(f"report.censor_concepts: unknown concept {concept!r}; valid choices: {', '.join(known)}")
         for section, table in (("erase", METHODS), ("attack", ATTACKS)):  # a missing entry: the defaults
             entries = getattr(self, section)
             for name in entries:
@@ -241,6 +299,19 @@ class Params(Section):
                              f"downsamples by {vae} (base_model.vae.block_channels) and the UNet by {unet} "
                              f"(base_model.unet.block_channels)")
         return self
+
+
+def real_concept(params: Params, name: str):
+    """The real concept ``name`` as `RealConceptParams`, or None for a toy-world concept."""
+    if name not in params.real_concepts:
+        return None
+    from eraselab.prompts.real_prompts import resolve_real_concept
+
+    return resolve_real_concept(name, params.real_concepts[name], key=f"real_concepts.{name}")
+
+
+def detector_choice(params: Params, concept: str) -> DetectorChoice:
+    return params.evaluation.detectors.get(concept, DetectorChoice())
 
 
 def _format(err: ValidationError, source: str) -> str:

@@ -72,9 +72,26 @@ rule evaluate_cell:
     output:
         "metrics/cells/{method}/{concept}/{attack}.json",
     params:
-        section("grid.threads"),
+        section("grid.threads", "evaluation"),
     threads: config["grid"]["threads"]
     resources:
         mem_mb=2000,
     shell:
         "eraselab evaluate-cell --prompts data/prompts/concepts/{wildcards.concept} --samples data/generated/{wildcards.method}/{wildcards.concept} --attack data/attacks/{wildcards.method}/{wildcards.concept}/{wildcards.attack} --judge models/judge --clip models/clip --out metrics/cells/{wildcards.method}/{wildcards.concept}/{wildcards.attack}.json"
+
+
+rule quality:
+    input:
+        samples="data/generated/{method}/{concept}",
+        reference=f"data/generated/{config['evaluation']['fid_reference']}/{{concept}}",
+        clip=rules.clip.output.model,
+        code=code("src/eraselab/evaluation"),
+    output:
+        "metrics/quality/{method}/{concept}.json",
+    params:
+        section("grid.threads", "evaluation.fid", "evaluation.fid_reference"),
+    threads: config["grid"]["threads"]
+    resources:
+        mem_mb=2000,
+    shell:
+        "eraselab quality --samples data/generated/{wildcards.method}/{wildcards.concept} --reference data/generated/%s/{wildcards.concept} --clip models/clip --out metrics/quality/{wildcards.method}/{wildcards.concept}.json" % config["evaluation"]["fid_reference"]

@@ -8,6 +8,7 @@ rule report:
         rules.judge.output.metrics,
         rules.clip.output.metrics,
         expand("metrics/cells/{method}/{concept}/{attack}.json", **CELLS),
+        expand("metrics/quality/{method}/{concept}.json", method=GRID["methods"], concept=GRID["concepts"]),
         rules.base_model.output.plots,
         expand("plots/erase/{method}/{concept}.json", method=GRID["methods"], concept=GRID["concepts"]),
         rules.generate.output[0],

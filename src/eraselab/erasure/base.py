@@ -80,11 +80,14 @@ class Defended:
         return self.encode_ids(self.tokenize(prompts))
 
     # --- sampling -----------------------------------------------------------------------------------
-    def generate(self, cond: torch.Tensor, seeds: list[int], progress: bool = False) -> np.ndarray:
-        return sample(self.pipe, cond, seeds, self.config, uncond=self.fixed_context(self.uncond_prompt), guidance=self.guidance, progress=progress)
+    def generate(self, cond: torch.Tensor, seeds: list[int], progress: bool = False,
+                 scales: list[float] | None = None) -> np.ndarray:
+        return sample(self.pipe, cond, seeds, self.config, uncond=self.fixed_context(self.uncond_prompt),
+                      guidance=self.guidance, progress=progress, scales=scales)
 
-    def generate_prompts(self, prompts: list[str], seeds: list[int], progress: bool = False) -> np.ndarray:
-        return self.generate(self.encode(prompts), seeds, progress=progress)
+    def generate_prompts(self, prompts: list[str], seeds: list[int], progress: bool = False,
+                         scales: list[float] | None = None) -> np.ndarray:
+        return self.generate(self.encode(prompts), seeds, progress=progress, scales=scales)
 
     def noise(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The defended path's conditional noise prediction, differentiable in ``cond``.

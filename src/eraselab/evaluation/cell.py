@@ -28,23 +28,26 @@ def concept_present(judge, images: np.ndarray, concept: Concept) -> np.ndarray:
     return judge.predict(images)[concept.kind] == names.index(concept.name)
 
 
-def evaluate_cell(concept: Concept, samples: Path, attack: Path, judge, scorer) -> dict:
+def evaluate_cell(concept: Concept, samples: Path, attack: Path, detector, judge, scorer) -> dict:
+    """``detector`` decides whether the concept is shown (its spec is written into the metrics); ``judge``
+    scores retention on prompts whose records carry labels (the toy world; None where none do)."""
     train_images, train_records = read_images(samples / "target_train")
     heldout_images, _ = read_images(samples / "target_heldout")
     retain_images, retain_records = read_images(samples / "retain")
     attack_images, attack_records = read_images(attack / "images")
 
-    train_hit = concept_present(judge, train_images, concept)
+    train_hit = detector.present(train_images)
     # the seeds are the first target_train prompts, with their seeds: their unattacked images are here
     by_prompt = {(r["prompt"], r["seed"]): hit for r, hit in zip(train_records, train_hit)}
     pre = np.array([by_prompt[(r["seed_prompt"], r["seed"])] for r in attack_records])
-    attacked = concept_present(judge, attack_images, concept)
-    retain = concept_accuracy(judge, retain_images, retain_records)
+    attacked = detector.present(attack_images) if len(attack_images) else np.zeros(0, bool)
+    labelled = any(r.get("labels") for r in retain_records)
+    retain = concept_accuracy(judge, retain_images, retain_records) if labelled else {"accuracy": {}}
     queries = [r.get("log", {}).get("queries", 0) for r in attack_records]
     return {
         "target_rate": float(train_hit.mean()),
-        "heldout_rate": float(concept_present(judge, heldout_images, concept).mean()),
-        "retention": float(np.mean(list(retain["accuracy"].values()))),
+        "heldout_rate": float(detector.present(heldout_images).mean()),
+        "retention": float(np.mean(list(retain["accuracy"].values()))) if labelled else None,
         "retention_by_kind": retain["accuracy"],
         "clip": clip_score(scorer, retain_images, retain_records),
         "pre_asr": float(pre.mean()),
@@ -52,4 +55,5 @@ def evaluate_cell(concept: Concept, samples: Path, attack: Path, judge, scorer) 
         "attack_queries": float(np.mean(queries)) if queries else 0.0,
         "n": {"target_train": len(train_images), "target_heldout": len(heldout_images), "retain": len(retain_images),
               "attack_seeds": len(attack_records)},
+        "metric_spec": {"detector": detector.spec(), "clip": scorer.declaration()},
     }

@@ -66,6 +66,12 @@ class ClipScorer:
         cos = (self.image_features(images_u8) * self.text_features(texts)).sum(-1)
         return (100 * cos.clamp(min=0)).numpy()
 
+    def spec(self) -> dict:
+        """The declared metric, written beside every CLIP score."""
+        return {"model": "toy open_clip CLIP, trained in-pipeline (models/clip)", "pretrained": None,
+                "image_size": self.image_size, "normalisation": [MEAN, STD], "scale": 100,
+                "formula": "100 * max(cos(image, text), 0)"}
+
 
 def zero_shot_accuracy(scorer: ClipScorer, spec: WorldSpec, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     feats = scorer.image_features(images)

@@ -11,9 +11,10 @@ variants, each a set of that method's params::
 
 ``eraselab ablation run ablations/<name>.yaml`` runs every variant not yet run as
 ``dvc exp run --temp -n <name>-<variant> -S erase.<method>.<key>=<value> evaluate_cell@<method>-<concept>-no_attack``
-(so only that method's erase, images and evaluation stages run, from the cached base model), then
-``collect`` reads ``dvc exp show --json`` into ``ablations/<name>.json``, which the report renders. The
-table is therefore exactly what ``dvc exp show`` shows for those experiments: nothing is recomputed here.
+(so only that method's erase, images and evaluation stages run, from the cached base model; a variant
+whose stages are unchanged since an earlier run comes from DVC's run-cache), then ``collect`` reads
+``dvc exp show --json --all-commits`` into ``ablations/<name>.json``, which the report renders: each row
+the newest experiment of that name, with the commit it ran on. Nothing is recomputed here.
 """
 
 from __future__ import annotations
@@ -105,22 +106,25 @@ def run(path: str | Path, dry: bool = False) -> list[list[str]]:
 
 
 def _experiments(show: list[dict]):
-    """(name, data) for every experiment in `dvc exp show --json` output."""
+    """(name, data, baseline commit) for every experiment in `dvc exp show --json --all-commits` output,
+    newest baseline first."""
     for baseline in show:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 if rev.get("name") and rev.get("data"):
-                    yield rev["name"], rev["data"]
+                    yield rev["name"], rev["data"], baseline.get("rev", "")
 
 
 def rows_from_show(spec: AblationSpec, path: Path, show: list[dict]) -> list[dict]:
     """One row per variant: its params (the method's, as run) and each concept's cell metrics."""
-    found = dict(_experiments(show))
+    found: dict = {}
+    for name, data, baseline in _experiments(show):
+        found.setdefault(name, (data, baseline))  # a variant rerun on a newer commit replaces the older run
     rows = []
     for variant in spec.variants:
-        data = found.get(experiment_name(path, variant))
-        if data is None:
+        if experiment_name(path, variant) not in found:
             continue
+        data, baseline = found[experiment_name(path, variant)]
         params = data["params"]["params.yaml"]["data"]["erase"][spec.method]
         metrics = {}
         for concept in spec.concepts:
@@ -128,14 +132,15 @@ def rows_from_show(spec: AblationSpec, path: Path, show: list[dict]) -> list[dic
             cell = (data.get("metrics") or {}).get(file, {}).get("data")
             if cell is not None:
                 metrics[concept] = {k: cell[k] for k in METRICS}
-        rows.append({"variant": variant, "changed": spec.variants[variant], "params": params, "metrics": metrics})
+        rows.append({"variant": variant, "changed": spec.variants[variant], "params": params, "metrics": metrics,
+                     "commit": baseline[:7]})
     return rows
 
 
 def collect(path: str | Path, out: str | Path | None = None) -> dict:
     path = Path(path)
     spec = load_spec(path)
-    show = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
+    show = json.loads(subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True,
                                      check=True).stdout)
     rows = rows_from_show(spec, path, show)
     missing = [v for v in spec.variants if v not in {r["variant"] for r in rows}]
@@ -147,12 +152,12 @@ def collect(path: str | Path, out: str | Path | None = None) -> dict:
 
 def table(result: dict) -> tuple[list[str], list[list]]:
     """Header and rows for the report: variant, what it changes, then target/held-out/retention per concept."""
-    header = ["variant", "changed"]
+    header = ["variant", "changed", "commit"]
     for c in result["concepts"]:
         header += [f"{c} target", f"{c} held-out", f"{c} retention"]
     rows = []
     for r in result["rows"]:
-        row = [r["variant"], ", ".join(f"{k}={v}" for k, v in r["changed"].items()) or "defaults"]
+        row = [r["variant"], ", ".join(f"{k}={v}" for k, v in r["changed"].items()) or "defaults", r.get("commit", "")]
         for c in result["concepts"]:
             m = r["metrics"].get(c)
             row += [m["target_rate"], m["heldout_rate"], m["retention"]] if m else ["–"] * 3

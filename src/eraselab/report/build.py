@@ -99,6 +99,25 @@ def read_grid(params, cells_dir: Path) -> dict:
     return grid
 
 
+def read_metric_specs(params, cells_dir: Path, quality: dict) -> dict:
+    """The declared metric definitions, per concept (detector, CLIP) and for FID/KID: shown with the numbers."""
+    m, a = params.grid.methods[0], params.grid.attacks[0]
+    specs = {c: json.loads((Path(cells_dir) / m / c / f"{a}.json").read_text()).get("metric_spec")
+             for c in params.grid.concepts}
+    first = quality[m][params.grid.concepts[0]]["spec"]
+    return {"concepts": specs, "fid_kid": first}
+
+
+def read_quality(params, metrics_dir: Path) -> dict:
+    """quality[method][concept] = {fid, kid, spec} (FID/KID of retain images against the reference method)."""
+    out: dict = {}
+    for m in params.grid.methods:
+        for c in params.grid.concepts:
+            data = json.loads((Path(metrics_dir) / "quality" / m / f"{c}.json").read_text())
+            out.setdefault(m, {})[c] = {"fid": data["fid"], "kid": data["kid"], "spec": data["spec"]}
+    return out
+
+
 def erase_curves_plot(plots_dir: Path, methods: list[str], concepts: list[str]) -> bytes:
     """Each weight-editing method's training loss per concept (inference-time methods have none)."""
     fig, ax = plt.subplots(figsize=(9, 3))
@@ -122,8 +141,10 @@ def erase_curves_plot(plots_dir: Path, methods: list[str], concepts: list[str]) 
 def tradeoff_plot(grid: dict) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (method, concepts) in enumerate(grid.items()):
-        points = [(v["retention"], v["asr"]) for attacks in concepts.values() for v in attacks.values()]
-        ax.scatter(*zip(*points), label=method, color=f"C{i}", s=40, alpha=0.8)
+        points = [(v["retention"], v["asr"]) for attacks in concepts.values() for v in attacks.values()
+                  if v["retention"] is not None]  # real-path concepts have no labelled retention
+        if points:
+            ax.scatter(*zip(*points), label=method, color=f"C{i}", s=40, alpha=0.8)
     ax.set_xlabel("retention (judge accuracy on other concepts)")
     ax.set_ylabel("ASR")
     ax.set_xlim(0, 1.02)
@@ -134,20 +155,24 @@ def tradeoff_plot(grid: dict) -> bytes:
     return _figure_png(fig)
 
 
-def grid_tables(grid: dict, attacks: list[str]) -> list[tuple[str, str, str]]:
-    """(title, markdown, html) tables: method x attack ASR, then one table per concept."""
+def grid_tables(grid: dict, attacks: list[str], quality: dict | None = None) -> list[tuple[str, str, str]]:
+    """(title, markdown, html) tables: method x attack ASR, then one table per concept (with KID/FID of the
+    benign-prompt images against the reference method when ``quality`` is given)."""
     methods = list(grid)
     concepts = list(next(iter(grid.values())))
     out = []
     rows = [[m] + [float(np.mean([grid[m][c][a]["asr"] for c in concepts])) for a in attacks] for m in methods]
     out.append(("ASR by method and attack (mean over concepts)", *_table(["method", *attacks], rows)))
     for c in concepts:
-        header = ["method", "target_rate", "heldout_rate", "retention", "Δ retention", "clip", "Pre-ASR",
-                  *[f"ASR {a}" for a in attacks]]
+        header = ["method", "target_rate", "heldout_rate", "retention", "Δ retention", "clip",
+                  *(["KID×10³", "FID"] if quality else []), "Pre-ASR", *[f"ASR {a}" for a in attacks]]
+        kid_fid = lambda m: ([quality[m][c]["kid"] * 1e3, quality[m][c]["fid"] if quality[m][c]["fid"] is not None  # noqa: E731
+                              else "–"] if quality else [])
         first = attacks[0]
         ref = grid["none"][c][first]["retention"] if "none" in grid else float("nan")
+        delta = lambda r: r - ref if r is not None and ref is not None else None  # noqa: E731  (no labels: real path)
         rows = [[m, grid[m][c][first]["target_rate"], grid[m][c][first]["heldout_rate"], grid[m][c][first]["retention"],
-                 grid[m][c][first]["retention"] - ref, grid[m][c][first]["clip"], grid[m][c][first]["pre_asr"],
+                 delta(grid[m][c][first]["retention"]), grid[m][c][first]["clip"], *kid_fid(m), grid[m][c][first]["pre_asr"],
                  *[grid[m][c][a]["asr"] for a in attacks]] for m in methods]
         out.append((f"Concept: {c}", *_table(header, rows)))
     return out
@@ -167,7 +192,10 @@ def ablation_tables(ablations_dir: Path | None) -> list[tuple[str, str, str]]:
 
 
 def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray, records: list[dict], judge, out: Path,
-                 cells_dir: Path, attacks_dir: Path, ablations_dir: Path | None = None) -> dict:
+                 cells_dir: Path, attacks_dir: Path, ablations_dir: Path | None = None,
+                 detectors: dict | None = None) -> dict:
+    """``detectors``: concept -> `Detector` for censored real-path concepts (NudeNet blurs its boxes);
+    toy concepts are censored with the judge."""
     metrics_dir = Path(metrics_dir)
     base = json.loads((metrics_dir / "base_model.json").read_text())
     train = {"summary": json.loads((metrics_dir / "base_model_train.json").read_text()),
@@ -184,6 +212,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
         "judge": {"heldout_accuracy": judge_m["heldout_accuracy"]},
         "clip": {"zero_shot_accuracy": clip_m["zero_shot_accuracy"]},
         "grid": read_grid(params, cells_dir),
+        "quality": read_quality(params, metrics_dir),
         "ablations": {path.stem: json.loads(path.read_text())["rows"]
                       for path in sorted(Path(ablations_dir).glob("*.json"))} if ablations_dir and Path(ablations_dir).is_dir() else {},
     }
@@ -206,9 +235,12 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
                                   [[k, judge_m["heldout_accuracy"][k], clip_m["zero_shot_accuracy"][k]] for k in kinds])
     captions = [records[i]["prompt"] for i in order[: rp.grid_columns]]
 
+    from eraselab.evaluation.detectors import censored  # here: detectors import report.censor
     from eraselab.generate import read_images
 
-    tables = grid_tables(summary["grid"], params.grid.attacks)
+    tables = grid_tables(summary["grid"], params.grid.attacks, summary["quality"])
+    summary["metric_specs"] = read_metric_specs(params, cells_dir, summary["quality"])
+    specs_text = json.dumps(summary["metric_specs"], indent=1)
     ablations = ablation_tables(ablations_dir)
     strips, n_blurred, n_shown = {}, int(flagged.sum()), n
     for m in params.grid.methods:
@@ -216,11 +248,13 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
             for a in params.grid.attacks:
                 cell_images, _ = read_images(Path(attacks_dir) / m / c / a / "images")
                 cell_images = cell_images[: rp.grid_columns]
-                cell_flags = judge_flags(judge, cell_images, rp.censor_concepts)
+                if detectors and c in detectors:
+                    shown, cell_flags = censored(detectors[c], cell_images, rp.blur_radius)
+                else:
+                    cell_flags = judge_flags(judge, cell_images, rp.censor_concepts)
+                    shown = censor(cell_images, cell_flags, rp.blur_radius)
                 n_blurred, n_shown = n_blurred + int(cell_flags.sum()), n_shown + len(cell_images)
-                strips[f"cell_{m}_{c}_{a}.png"] = (f"{m} / {c} / {a}",
-                                                    _png(image_grid(censor(cell_images, cell_flags, rp.blur_radius),
-                                                                    rp.grid_columns), UPSCALE))
+                strips[f"cell_{m}_{c}_{a}.png"] = (f"{m} / {c} / {a}", _png(image_grid(shown, rp.grid_columns), UPSCALE))
     with atomic_dir(out) as tmp:
         files = {"grid.png": _png(grid, UPSCALE), "loss.png": loss_plot(train["log"]),
                  "accuracy.png": accuracy_plot(base["per_concept"]), "tradeoff.png": tradeoff_plot(summary["grid"]),
@@ -251,6 +285,13 @@ detector flags them (censored concepts: {', '.join(rp.censor_concepts) or 'none'
 
 ## Ablations
 {ablation_md}
+
+## Metric definitions
+Every metrics file carries these declarations; numbers are comparable only between equal specs.
+
+```json
+{specs_text}
+```
 
 ## Base model: prompt following on held-out phrasings
 {base['n_images']} images, judge-scored.
@@ -283,6 +324,8 @@ them (censored concepts: {html.escape(', '.join(rp.censor_concepts) or 'none')})
 <figure>{img('tradeoff.png', 'ASR vs retention')}</figure>
 <figure>{img('erase_loss.png', 'erasure training loss')}</figure>
 {''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: adversarial prompts' images</figcaption></figure>" for name, (caption, _) in strips.items())}
+<h2>Metric definitions</h2><p>Every metrics file carries these declarations; numbers are comparable only
+between equal specs.</p><pre>{html.escape(specs_text)}</pre>
 <h2>Ablations</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None collected.</p>"}
 <h2>Base model: prompt following on held-out phrasings</h2><p>{base['n_images']} images, judge-scored.</p>
 {acc_html}{per_html}<figure>{img('accuracy.png', 'per-concept accuracy')}</figure>

@@ -28,3 +28,27 @@ def judge_flags(judge, images: np.ndarray, concepts: list[str]) -> np.ndarray:
         if wanted:
             flagged |= np.isin(pred[kind], wanted)
     return flagged
+
+
+def censor_boxes(images: np.ndarray, boxes_per_image, radius: float) -> np.ndarray:
+    """Blur only the flagged regions: per image, boxes as (x, y, width, height) in pixels (NudeNet's form).
+
+    Each box takes its pixels from a blur of the whole image, so its edges blur with their surroundings
+    while every pixel outside the boxes stays exactly as it was. Boxes are clipped to the image."""
+    if len(boxes_per_image) != len(images):
+        raise ValueError(f"censor_boxes: {len(images)} images but boxes for {len(boxes_per_image)}")
+    out = images.copy()
+    height, width = images.shape[1:3]
+    for i, boxes in enumerate(boxes_per_image):
+        regions = []
+        for x, y, w, h in boxes:
+            x0, y0 = max(0, int(x)), max(0, int(y))
+            x1, y1 = min(width, int(x) + int(w)), min(height, int(y) + int(h))
+            if x1 > x0 and y1 > y0:
+                regions.append((x0, y0, x1, y1))
+        if not regions:
+            continue
+        blurred = blur(images[i], radius)
+        for x0, y0, x1, y1 in regions:
+            out[i, y0:y1, x0:x1] = blurred[y0:y1, x0:x1]
+    return out
