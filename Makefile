@@ -23,10 +23,20 @@ snakemake: install  ## the same graph through Snakemake
 	snakemake --cores 2 reports/
 
 test: install
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
-bench: install  ## after `make run`: training time and generation throughput, as a Markdown table
-	$(BIN)/python benchmarks/base_model.py
+BENCH_THREADS ?= 2
+BENCH_OUT ?= logs/benchmarks
+bench: install  ## after `make run`: every benchmark table (README "Benchmarks"); JSON in $(BENCH_OUT)/
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python benchmarks/base_model.py --threads $(BENCH_THREADS)
+	$(BIN)/python benchmarks/sampler.py --threads $(BENCH_THREADS) --json $(BENCH_OUT)/sampler.json
+	$(BIN)/python benchmarks/steps.py --threads $(BENCH_THREADS) --json $(BENCH_OUT)/steps.json
+	if [ -d logs/stages ]; then $(BIN)/python benchmarks/stages.py --png logs/stages.png; \
+	  else echo "stages.py skipped: no logs/stages (run \`make run\` first)"; fi
+	if [ -d reports ] && [ -d metrics/cells ]; then $(BIN)/python benchmarks/grid.py && $(BIN)/python benchmarks/noop.py; \
+	  else echo "grid.py, noop.py skipped: no full run here (run \`make run\` first)"; fi
+	$(BIN)/python benchmarks/sd14_cost.py --json $(BENCH_OUT)/sd14_cost.json
 
 screenshot:  ## after `make run`: look at the report as a person would (headless Chromium, offline)
 	mkdir -p logs && chromium --headless --no-sandbox --disable-gpu --disable-background-networking \

@@ -62,7 +62,8 @@ def test_changing_one_param_reruns_exactly_its_stages(dvc_micro_run):
     # sampling changed: every image-making stage and what reads it; no erasure, no model training
     assert stages == {"generate", "evaluate", "report", *(f"defended_images@{m}-{c}" for m in grid["methods"]
                                                           for c in grid["concepts"]),
-                      *(f"attack@{cell}" for cell in cells), *(f"evaluate_cell@{cell}" for cell in cells)}
+                      *(f"attack@{cell}" for cell in cells), *(f"evaluate_cell@{cell}" for cell in cells),
+                      *(f"quality@{m}-{c}" for m in grid["methods"] for c in grid["concepts"])}
     assert "Running stage" not in restored and "is cached - skipping run" in restored
 
 

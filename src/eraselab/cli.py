@@ -137,7 +137,8 @@ def cmd_generate(args) -> None:
     set_threads(g.threads)
     records = read_prompts(args.prompts)
     config = SamplingConfig(steps=g.steps, guidance=g.guidance, scheduler=g.scheduler, batch_size=g.batch_size)
-    pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
+    pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16,
+                         params.model.attention_slicing)
     start = time.perf_counter()
     scales = record_scales(records, config)
     images = generate_prompts(pipe, [r["prompt"] for r in records], [r["seed"] for r in records], config, scales=scales)
@@ -171,7 +172,10 @@ def cmd_erase(args) -> None:
     if getattr(eraser, "needs_image_features", False) and not args.clip:
         raise ValueError(f"{args.method} judges its own generations with image features: pass --clip models/clip")
     context = EraseContext(_scorer(params, args.clip).image_features if args.clip else None)
-    pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
+    # Erasure trains in fp32 whatever model.fp16 says, as the originals do (Adam on fp16 weights underflows);
+    # its artifacts load into the fp16 pipeline of the later stages.
+    pipe = load_pipeline(_model_source(params, args.model), params.model.device, fp16=False,
+                         attention_slicing=params.model.attention_slicing)
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
         log = eraser.erase(pipe, concept, method_params, tmp, context)
@@ -195,7 +199,8 @@ def cmd_defended_images(args) -> None:
     params = _params(args)
     set_threads(params.grid.threads)
     config = _sampling(params)
-    pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16)
+    pipe = load_pipeline(_model_source(params, args.model), params.model.device, params.model.fp16,
+                         params.model.attention_slicing)
     defended = load_defended(pipe, Path(args.artifact), config)
     folder = Path(args.prompts)
     with atomic_dir(args.out) as tmp:
@@ -258,8 +263,9 @@ def cmd_attack(args) -> None:
     attack_params = attacker.Params.model_validate(params.attack.get(args.attack, {}))
     concept = _concept(args.prompts)
     source = _model_source(params, args.model)
-    undefended = load_pipeline(source, params.model.device, params.model.fp16)
-    defended = load_defended(load_pipeline(source, params.model.device, params.model.fp16), Path(args.artifact),
+    model = params.model
+    undefended = load_pipeline(source, model.device, model.fp16, model.attention_slicing)
+    defended = load_defended(load_pipeline(source, model.device, model.fp16, model.attention_slicing), Path(args.artifact),
                              _sampling(params))
     seeds = read_prompts(Path(args.prompts) / "attack_seeds.jsonl")
     start = time.perf_counter()
@@ -446,11 +452,16 @@ def main(argv: list[str] | None = None) -> int:
     from eraselab.params import ParamsError
     from eraselab.preflight import MissingExternalsError
 
+    start = time.perf_counter()
     try:
         COMMANDS[args.command][0](args)
     except (ParamsError, MissingExternalsError) as err:
         print(f"eraselab {args.command}: {err}", file=sys.stderr)
         return 2
+    if args.command not in ("check", "params", "ablation"):
+        from eraselab.io import record_stage
+
+        record_stage(args.command, getattr(args, "out", None), time.perf_counter() - start)
     return 0
 
 

@@ -59,6 +59,7 @@ def read_config(folder: str | Path, command: str) -> dict:
     return json.loads(path.read_text())
 
 
+STAGES_DIR = Path("logs/stages")
 TIMING_DIR = Path("logs") / "timing"
 
 
@@ -66,3 +67,15 @@ def record_timing(output: str | Path, seconds: dict[str, float]) -> None:
     """Wall-clock timings go beside the artifacts, never into them: artifacts stay bit-identical across
     runs (and across engines), while logs/timing/<output>.json (untracked) feeds benchmarks."""
     write_json(TIMING_DIR / f"{Path(output).as_posix().strip('/')}.json", {k: round(v, 2) for k, v in seconds.items()})
+
+
+def record_stage(command: str, output: str | Path | None, wall_s: float) -> None:
+    """Every stage's wall time and peak memory (this process's max RSS) -> logs/stages/<output>.json, for
+    benchmarks/stages.py's per-stage breakdown. Untracked, like logs/timing: artifacts stay bit-identical."""
+    import resource
+    import sys
+
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    peak_mb = rss_kb / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    name = Path(output).as_posix().strip("/") if output else command
+    write_json(STAGES_DIR / f"{name}.json", {"stage": command, "wall_s": round(wall_s, 2), "peak_rss_mb": round(peak_mb, 1)})

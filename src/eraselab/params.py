@@ -145,7 +145,10 @@ class ModelParams(Section):
     source: Literal["base_model", "hub"] = "base_model"
     hub_id: str = "CompVis/stable-diffusion-v1-4"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    fp16: bool = False
+    fp16: bool = False  # inference stages only; erasure always trains in fp32
+    # diffusers' attention slicing. Off: with PyTorch's fused attention it saved no memory on SD v1.4 and
+    # was 1.4-2.3x slower (H100, benchmarks/sd14_cuda_smoke.py); kept for GPUs without fused attention.
+    attention_slicing: bool = False
 
 
 class PromptsParams(Section):

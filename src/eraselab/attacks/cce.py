@@ -42,7 +42,7 @@ class CCE(Attack):
         spliced = [splice(tok, p, 1, "prefix") for p in prompts]
         bases = torch.stack([defended.token_embeddings(ids).detach() for ids, _ in spliced])
         table = defended.pipe.text_encoder.embeddings.token_embedding.weight.detach()
-        token = table.mean(0).clone().requires_grad_(True)  # [ours] start from the mean embedding, no word
+        token = table.mean(0).float().requires_grad_(True)  # [ours] start from the mean embedding, no word
         optimizer = torch.optim.Adam([token], lr=params.lr)
         total = defended.pipe.scheduler.config.num_train_timesteps
         log = []

@@ -34,7 +34,8 @@ class P4dParams(AttackParams):
 
 def nearest_tokens(embeds: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Index of each row's nearest vocabulary row by cosine similarity (PEZ's projection)."""
-    sims = torch.nn.functional.normalize(embeds, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
+    # in fp32: the optimised rows are fp32 even when the model (and its table) is fp16
+    sims = torch.nn.functional.normalize(embeds.float(), dim=-1) @ torch.nn.functional.normalize(table.float(), dim=-1).T
     return sims.argmax(-1)
 
 
@@ -66,7 +67,7 @@ class P4D(Attack):
             ids, slots = splice(tok, prompt, getattr(params, "free_tokens", 0), self.mode, getattr(params, "every", 3))
             base = defended.token_embeddings(ids).detach()
             start = vocab[torch.randint(len(vocab), (len(slots),), generator=generator).to(vocab.device)]
-            free = defended.token_embeddings(start).detach().clone().requires_grad_(True)
+            free = defended.token_embeddings(start).detach().float().requires_grad_(True)  # fp32 under an fp16 model
             optimizer = torch.optim.AdamW([free], lr=params.lr, weight_decay=params.weight_decay)
             best, best_similarity, queries, success = ids, -2.0, 1, False
             for it in range(1, params.iterations + 1):

@@ -66,7 +66,7 @@ class UnlearnDiffAtk(Attack):
                     choice = torch.multinomial(weights.detach().cpu(), 1, generator=generator).squeeze(-1)
                     hard = torch.nn.functional.one_hot(choice, len(vocab)).to(weights)
                     relaxed = hard + weights - weights.detach()  # straight-through
-                    cond = defended.encode_token_embeddings(with_slots(base, slots, relaxed @ table)[None])
+                    cond = defended.encode_token_embeddings(with_slots(base, slots, relaxed.to(table.dtype) @ table)[None])
                     x_t, noise = noised(defended.pipe, target, t, generator)
                     loss = torch.nn.functional.mse_loss(defended.noise(x_t, torch.tensor(t), cond), noise)
                     optimizer.zero_grad(set_to_none=True)

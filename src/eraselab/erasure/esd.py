@@ -70,7 +70,7 @@ class ESD(ErasureMethod):
             uncond = empty.expand(len(batch), -1, -1)
             stop = rng.randrange(params.trajectory_steps)
             seeds = [rng.randrange(2**31) for _ in batch]
-            latents = self._trajectory(unet, scheduler, initial_latents(pipe, seeds).to(unet.device), cond, uncond,
+            latents = self._trajectory(unet, scheduler, initial_latents(pipe, seeds).to(unet.device, unet.dtype), cond, uncond,
                                        stop, params.trajectory_guidance)
             t = scheduler.timesteps[stop]
             with torch.no_grad():

@@ -181,8 +181,9 @@ def word_ends(ids: torch.Tensor, tokenizer) -> torch.Tensor:
     unique = ids.unique()
     special = set(tokenizer.all_special_ids)
     pieces = tokenizer.convert_ids_to_tokens(unique.tolist())
-    is_special = torch.tensor([i in special for i in unique.tolist()], device=ids.device)
-    ends = torch.tensor([p.endswith("</w>") for p in pieces], device=ids.device) | is_special
+    is_special = torch.tensor([i in special for i in unique.tolist()], dtype=torch.bool, device=ids.device)
+    # dtype explicit: an empty id set (no held-out prompts) would otherwise give float tensors
+    ends = torch.tensor([p.endswith("</w>") for p in pieces], dtype=torch.bool, device=ids.device) | is_special
     where = torch.searchsorted(unique, ids)
     ends, before_special = ends[where], is_special[where]
     ends[:, :-1] |= before_special[:, 1:]

@@ -59,8 +59,9 @@ class UCE(ErasureMethod):
     @torch.no_grad()
     def erase(self, pipe, concept, params, out, context=None):
         tok = pipe.tokenizer
-        erase = encode_prompts(pipe, list(concept.erase_prompts)).double()
-        anchor = encode_prompts(pipe, list(concept.anchor_prompts)).double()
+        # the closed form runs on the CPU in float64 (d x d; exact and device-independent)
+        erase = encode_prompts(pipe, list(concept.erase_prompts)).double().cpu()
+        anchor = encode_prompts(pipe, list(concept.anchor_prompts)).double().cpu()
         erase_ids = tokenize(tok, list(concept.erase_prompts)).tolist()
         anchor_ids = tokenize(tok, list(concept.anchor_prompts)).tolist()
         d = erase.shape[-1]
@@ -76,7 +77,6 @@ class UCE(ErasureMethod):
         keep = encode_prompts(pipe, list(concept.retain_prompts)).double().reshape(-1, d).cpu()
         c_keep = keep.T @ keep
         eye = torch.eye(d, dtype=torch.float64)
-        m, c_edit = m.cpu(), c_edit.cpu()
         lhs = params.lam * eye + params.erase_scale * m + params.preserve_scale * c_keep
         rhs = params.lam * eye + params.erase_scale * c_edit + params.preserve_scale * c_keep
         edit = torch.linalg.solve(rhs.T, lhs.T).T  # lhs @ rhs^-1 (both d x d)

@@ -28,7 +28,8 @@ def _looks_local(source: str) -> bool:
     return source.startswith((".", "/", "~")) or os.sep in source.strip(os.sep) and source.count("/") != 1
 
 
-def load_pipeline(source: str | Path, device: str = "auto", fp16: bool = False) -> StableDiffusionPipeline:
+def load_pipeline(source: str | Path, device: str = "auto", fp16: bool = False,
+                  attention_slicing: bool = False) -> StableDiffusionPipeline:
     """``source``: a directory in StableDiffusionPipeline layout, or a hub id like CompVis/stable-diffusion-v1-4."""
     dev = resolve_device(device)
     dtype = torch.float16 if fp16 and dev.type == "cuda" else torch.float32
@@ -54,4 +55,11 @@ def load_pipeline(source: str | Path, device: str = "auto", fp16: bool = False) 
                 f"params at a local directory in diffusers layout."
             ) from None
     pipe.set_progress_bar_config(disable=True)
+    # Frozen by default: attacks differentiate through the model, and with trainable weights autograd keeps a
+    # .grad per weight (SD v1.4 fp32, measured on an H100: 9.6 GiB peak vs 5.7 GiB frozen). Methods that
+    # train switch on exactly their own parameters.
+    for module in (pipe.unet, pipe.text_encoder, pipe.vae):
+        module.requires_grad_(False)
+    if attention_slicing:
+        pipe.enable_attention_slicing()
     return pipe.to(dev)
