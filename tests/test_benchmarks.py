@@ -39,23 +39,9 @@ def bench(name: str):
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """SD-layout pipeline with random weights at a tiny size (as tests/conftest.py's)."""
-    from diffusers import StableDiffusionPipeline
-
-    from eraselab.models.components import build_text_encoder, build_unet, build_vae, sampling_scheduler
-    from eraselab.models.tokenizer import build_clip_tokenizer
-    from eraselab.params import parse_params
-
-    torch.manual_seed(0)
-    bp = parse_params({"base_model": {"unet": {"block_channels": [16, 32]}, "vae": {"block_channels": [8, 16]}}}).base_model
-    pipe = StableDiffusionPipeline(
-        vae=build_vae(bp.vae, 16), text_encoder=build_text_encoder(bp.text_encoder), tokenizer=build_clip_tokenizer(),
-        unet=build_unet(bp.unet, 8, 4, bp.text_encoder.hidden_size), scheduler=sampling_scheduler(),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    out = tmp_path_factory.mktemp("tiny") / "pipeline"
-    pipe.save_pretrained(out, safe_serialization=True)
-    return out
+def tiny_dir(tiny_pipeline_dir) -> Path:
+    """The shared random tiny SD-layout pipeline (tests/conftest.py)."""
+    return tiny_pipeline_dir
 
 
 @pytest.fixture(scope="module")
