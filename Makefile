@@ -11,7 +11,7 @@ $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	# constraints pin the CPU torch wheel: without them pip pulls a CUDA torch (~4 GB)
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[pipeline,test]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[pipeline,slurm,test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
