@@ -203,9 +203,14 @@ def cmd_defended_images(args) -> None:
                          params.model.attention_slicing)
     defended = load_defended(pipe, Path(args.artifact), config)
     folder = Path(args.prompts)
+    sets = {which: read_prompts(folder / f"{which}.jsonl") for which in CONCEPT_SETS}
+    seeds = read_prompts(folder / "attack_seeds.jsonl") if (folder / "attack_seeds.jsonl").exists() else []
+    rendered = {(r["prompt"], r["seed"]) for r in sets["target_train"]}
+    if any((r["prompt"], r["seed"]) not in rendered for r in seeds):
+        # a separate seed set (the real path's UnlearnDiffAtk prompts): Pre-ASR needs their unattacked images
+        sets["attack_seeds"] = seeds
     with atomic_dir(args.out) as tmp:
-        for which in CONCEPT_SETS:
-            records = read_prompts(folder / f"{which}.jsonl")
+        for which, records in sets.items():
             scales = record_scales(records, config)
             images = defended.generate_prompts([r["prompt"] for r in records], [r["seed"] for r in records],
                                                progress=True, scales=scales)

@@ -56,12 +56,15 @@ class SteerDiffParams(MethodParams):
     steps: int = Field(300, gt=0)  # [ours] Adam steps
     lr: float = Field(1e-2, gt=0)
     batch_size: int = Field(4096, gt=0)  # [ours] tokens per step; more than there are = full batch
-    threshold: float = Field(0.5, gt=0, lt=1)  # tau on the unsafe probability
+    # tau on the unsafe probability. 0.8, not 0.5: at 0.5 the identifier flagged 12 % of held-out benign prompts
+    # for `striped` (the other textures' words), which epsilon 2 then damaged (retention 0.94); ablations/
+    threshold: float = Field(0.8, gt=0, lt=1)
     label_later: bool = True  # [ours] positions after the concept in an erase prompt are unsafe too
     widen_word: bool = True  # [ours] a flagged BPE piece flags its whole word
     widen_later: bool = True  # [ours] a flagged position flags every later one (end token, padding)
     # steering [paper: W and eps; ours: ridge toward I, one W per concept, aligned token pairs]
-    epsilon: float = Field(1.0, ge=0)  # steering strength
+    # steering strength; 2, not 1: at 1 a fifth to a third of the target images kept the concept (ablations/)
+    epsilon: float = Field(2.0, ge=0)
     lam: float = Field(1.0, gt=0)  # [ours] ridge pull toward the identity
     fit: Literal["ridge", "gd"] = "ridge"  # [ours] closed form, or Adam on the same objective
     fit_steps: int = Field(500, gt=0)  # fit: gd only

@@ -37,13 +37,18 @@ def evaluate_cell(concept: Concept, samples: Path, attack: Path, detector, judge
     attack_images, attack_records = read_images(attack / "images")
 
     train_hit = detector.present(train_images)
-    # the seeds are the first target_train prompts, with their seeds: their unattacked images are here
-    by_prompt = {(r["prompt"], r["seed"]): hit for r, hit in zip(train_records, train_hit)}
+    # unattacked images of the attack seeds: their own folder where the seeds are a separate set (the real
+    # path), else the first target_train prompts with their seeds (the toy world)
+    if (samples / "attack_seeds").exists():
+        seed_images, seed_records = read_images(samples / "attack_seeds")
+        seed_hit = detector.present(seed_images)
+    else:
+        seed_records, seed_hit = train_records, train_hit
+    by_prompt = {(r["prompt"], r["seed"]): hit for r, hit in zip(seed_records, seed_hit)}
     missing = [(r["seed_prompt"], r["seed"]) for r in attack_records if (r["seed_prompt"], r["seed"]) not in by_prompt]
-    if missing:  # the real path's separate seed sets (UnlearnDiffAtk's 142 prompts) have no unattacked images yet
-        raise ValueError(f"{attack}: {len(missing)} attack seeds are not among {samples}/target_train's prompts "
-                         f"(e.g. {missing[0]}); Pre-ASR needs their unattacked images, so attack_seeds must be "
-                         f"drawn from target_train for now")
+    if missing:
+        raise ValueError(f"{attack}: {len(missing)} attack seeds have no unattacked image in {samples} "
+                         f"(e.g. {missing[0]}); regenerate {samples} from the same prompt folder as the attack")
     pre = np.array([by_prompt[(r["seed_prompt"], r["seed"])] for r in attack_records])
     attacked = detector.present(attack_images) if len(attack_images) else np.zeros(0, bool)
     labelled = any(r.get("labels") for r in retain_records)
