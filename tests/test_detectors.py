@@ -1,4 +1,5 @@
-"""Concept detectors: the declared nudity metric, the real bundled NudeNet, the ImageNet judge, box censoring."""
+"""Concept detectors: the declared nudity metric, the real bundled NudeNet, the ImageNet judge, zero-shot CLIP,
+box censoring."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pydantic import ValidationError
 from safetensors.torch import save_file
 
 from eraselab.concepts import Concept
+from eraselab.evaluation.clip_score import ClipScoreSpec
+from eraselab.evaluation.clip_zeroshot import ClipZeroShotDetector, ClipZeroShotParams
 from eraselab.evaluation.detectors import (DETECTORS, JudgeDetector, build_detector, censored, check_images,
                                            validate_detector_params)
 from eraselab.evaluation.imagenet import ARCHITECTURES, ImageNetClassifierDetector, ImageNetParams
@@ -61,7 +64,7 @@ def test_bad_labels_presets_and_thresholds_are_refused_with_the_valid_choices():
         validate_detector_params("nudenet", {"bogus": 1})
     with pytest.raises(KeyError, match="judge, nudenet, imagenet"):
         build_detector("q16")
-    assert set(DETECTORS) == {"judge", "nudenet", "imagenet"}
+    assert set(DETECTORS) == {"judge", "nudenet", "imagenet", "clip_zeroshot"}
 
 
 def test_a_custom_spec_names_what_it_was_derived_from():
@@ -249,6 +252,175 @@ def test_imagenet_preprocessing_resizes_the_short_side_then_crops(resnet_file):
     x = detector.preprocess(image)
     assert x.shape == (1, 3, 224, 224)
     assert x[0, 0, :, 112].min() > 2 and x[0, 0, :, 0].max() < -2  # normalised white vs black
+
+
+# --- zero-shot CLIP (styles) ---------------------------------------------------------------------------------
+PAINTERS = ("Van Gogh", "Claude Monet", "Rembrandt")
+
+
+class FakeClip:
+    """A CLIP whose features are known: each label's prompt is a unit axis (R, G, B for the three painters),
+    an image's feature is its normalised mean colour. So a reddish image is closest to Van Gogh."""
+
+    spec = ClipScoreSpec(model="ViT-B-32", pretrained=None)  # random weights: no file to hash
+    image_size = 8
+
+    def __init__(self):
+        self.text_calls = []
+
+    def text_features(self, texts):
+        self.text_calls.append(list(texts))
+        rows = [[float(painter in text) for painter in PAINTERS] for text in texts]
+        return torch.nn.functional.normalize(torch.tensor(rows), dim=-1)
+
+    def image_features(self, images):
+        mean = torch.from_numpy(images.reshape(len(images), -1, 3).mean(1)).float()
+        return torch.nn.functional.normalize(mean, dim=-1)
+
+
+def colour_images(*colours) -> np.ndarray:
+    return np.stack([np.full((8, 8, 3), c, np.uint8) for c in colours])
+
+
+def zeroshot(scorer=None, **params) -> ClipZeroShotDetector:
+    data = {"clip": {"model": "ViT-B-32", "pretrained": None}, "classes": list(PAINTERS), "targets": ["Van Gogh"]}
+    return ClipZeroShotDetector(ClipZeroShotParams.model_validate(data | params), scorer or FakeClip())
+
+
+def test_clip_zeroshot_counts_images_closest_to_a_target_label():
+    scorer = FakeClip()
+    detector = zeroshot(scorer)
+    assert scorer.text_calls == [[f"a painting in the style of {p}" for p in PAINTERS]]  # once, at load
+    # reddish (Van Gogh), greenish (Monet), bluish (Rembrandt), red second to green, black (a tie: first label)
+    images = colour_images((200, 20, 20), (10, 220, 30), (0, 40, 250), (150, 200, 0), (0, 0, 0))
+    assert detector.present(images).tolist() == [True, False, False, False, True]
+    assert detector.predicted(images)[:4] == ["Van Gogh", "Claude Monet", "Rembrandt", "Claude Monet"]
+    assert scorer.text_calls == [[f"a painting in the style of {p}" for p in PAINTERS]]  # not again per call
+    np.testing.assert_allclose(detector.similarities(images[:1]), [np.array([200, 20, 20]) / np.sqrt(200**2 + 800)],
+                               rtol=1e-5)  # cosine to each label's prompt, in classes order
+    top2 = zeroshot(rule="top-k", k=2)  # Van Gogh second for image 3 counts now
+    assert top2.present(images).tolist() == [True, False, False, True, True]
+    two_targets = zeroshot(targets=["Van Gogh", "Rembrandt"])
+    assert two_targets.present(images).tolist() == [True, False, True, False, True]
+    assert detector.present(images[:0]).tolist() == [] and detector.boxes(images) is None
+    with pytest.raises(ValueError, match="uint8"):
+        detector.present(images.astype(np.float32))
+
+
+def test_clip_zeroshot_bad_params_name_the_key_and_the_valid_labels():
+    base = {"classes": list(PAINTERS), "targets": ["Van Gogh"]}
+    with pytest.raises(ValidationError) as err:
+        validate_detector_params("clip_zeroshot", base | {"targets": ["Van Gogh", "Picasso"]})
+    text = str(err.value)
+    assert "targets" in text and "'Picasso' not in classes" in text
+    assert "valid labels: 'Van Gogh', 'Claude Monet', 'Rembrandt'" in text
+    with pytest.raises(ValidationError, match=r"template[\s\S]*has no '\{\}'"):
+        validate_detector_params("clip_zeroshot", base | {"template": "a painting by"})
+    with pytest.raises(ValidationError, match="template"):
+        validate_detector_params("clip_zeroshot", base | {"template": "{} in {style}"})
+    with pytest.raises(ValidationError, match="targets"):
+        validate_detector_params("clip_zeroshot", base | {"targets": []})
+    with pytest.raises(ValidationError, match="every image would count"):
+        validate_detector_params("clip_zeroshot", base | {"targets": list(PAINTERS)})
+    with pytest.raises(ValidationError, match="needs k"):
+        validate_detector_params("clip_zeroshot", base | {"rule": "top-k"})
+    with pytest.raises(ValidationError, match="rule is 'top-1'"):
+        validate_detector_params("clip_zeroshot", base | {"k": 2})
+    with pytest.raises(ValidationError, match="rule"):
+        validate_detector_params("clip_zeroshot", base | {"rule": "threshold"})
+    with pytest.raises(ValidationError, match="valid choices: toy"):
+        validate_detector_params("clip_zeroshot", base | {"clip": {"model": "ViT-Q-99"}})
+    with pytest.raises(ValidationError, match="extra"):
+        validate_detector_params("clip_zeroshot", base | {"labels": ["x"]})
+    # in params.yaml, the key and the detector are named
+    from eraselab.params import ParamsError, parse_params
+
+    with pytest.raises(ParamsError) as err:
+        parse_params({"real_concepts": {"van_gogh": {"preset": "van_gogh"}}, "evaluation": {"detectors": {
+            "van_gogh": {"name": "clip_zeroshot", "params": base | {"targets": ["Monet"]}}}}})
+    assert "evaluation.detectors.van_gogh" in str(err.value) and "'Monet' not in classes" in str(err.value)
+
+
+def test_clip_zeroshot_spec_declares_the_rule():
+    spec = json.loads(json.dumps(zeroshot(rule="top-k", k=2, template="an artwork by {}").spec()))
+    assert spec["detector"] == "clip_zeroshot" and spec["model"] == "ViT-B-32" and spec["pretrained"] is None
+    assert spec["classes"] == list(PAINTERS) and spec["targets"] == ["Van Gogh"]
+    assert spec["template"] == "an artwork by {}" and spec["prompts"][0] == "an artwork by Van Gogh"
+    assert (spec["rule"], spec["k"], spec["preset"], spec["threshold"]) == ("top-k", 2, "top2", None)
+    assert "random weights" in spec["version"] and "eraselab's choice" in spec["source"]
+    with pytest.raises(ValueError, match="declares ViT-L-14"):
+        ClipZeroShotDetector(ClipZeroShotParams(classes=PAINTERS, targets=["Rembrandt"]), FakeClip())
+
+
+@pytest.fixture(scope="module")
+def toy_clip_dir(tmp_path_factory):
+    """A random-weight toy CLIP saved the way `eraselab clip` saves it."""
+    from types import SimpleNamespace
+
+    from open_clip.model import CLIP
+
+    from eraselab.models.clip import model_config
+
+    torch.manual_seed(0)
+    sizes = SimpleNamespace(embed_dim=16, patch_size=8, vision_width=32, vision_layers=1, heads=2,
+                            text_width=32, text_layers=1)
+    config = model_config(sizes, image_size=32)
+    out = tmp_path_factory.mktemp("toy_clip")
+    save_file(CLIP(**config).state_dict(), str(out / "open_clip.safetensors"))
+    (out / "config.json").write_text(json.dumps({"model": config, "image_size": 32}))
+    return out
+
+
+def test_the_registry_builds_clip_zeroshot_on_the_toy_clip(toy_clip_dir):
+    import hashlib
+
+    from eraselab.evaluation.clip_score import load_clip_scorer
+
+    clip = {"model": "toy", "pretrained": str(toy_clip_dir)}
+    detector = build_detector("clip_zeroshot", {"clip": clip, "classes": ["red", "green", "blue"], "targets": ["red"],
+                                                "template": "a {} shape"})
+    assert isinstance(detector, ClipZeroShotDetector)
+    images = np.random.default_rng(4).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    scorer = load_clip_scorer(ClipScoreSpec(**clip))
+    best = (scorer.image_features(images) @ scorer.text_features(["a red shape", "a green shape", "a blue shape"]).T)
+    assert detector.present(images).tolist() == (best.argmax(1) == 0).tolist()
+    sha = hashlib.sha256((toy_clip_dir / "open_clip.safetensors").read_bytes()).hexdigest()
+    spec = detector.spec()
+    assert spec["version"] == f"weights sha256 {sha}" and spec["weights_file"] == "open_clip.safetensors"
+    assert spec["image_size"] == 32 and spec["model"] == "toy"
+    with pytest.raises(ValidationError, match="CPU only"):
+        validate_detector_params("clip_zeroshot", {"clip": clip, "classes": ["a", "b"], "targets": ["a"],
+                                                   "device": "cuda"})
+
+
+def test_clip_zeroshot_missing_weights_say_what_to_download_before_compute(tmp_path, monkeypatch):
+    from eraselab.models.loading import ModelUnavailableError
+    from eraselab.params import parse_params
+    from eraselab.preflight import missing_externals
+
+    base = {"classes": list(PAINTERS), "targets": ["Van Gogh"]}
+    with pytest.raises(ModelUnavailableError) as err:
+        build_detector("clip_zeroshot", base | {"clip": {"model": "toy", "pretrained": str(tmp_path / "no_clip")}})
+    assert "clip_zeroshot" in str(err.value) and "eraselab clip" in str(err.value)
+    empty_cache = tmp_path / "hub"
+    empty_cache.mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError) as err:  # the sd14 default: ViT-L-14 / openai, not cached here
+        build_detector("clip_zeroshot", base | {"clip": {"cache_dir": str(empty_cache)}})
+    for part in ("clip_zeroshot", "ViT-L-14", "'openai'", str(empty_cache),
+                 "hf download timm/vit_large_patch14_clip_224.openai"):
+        assert part in str(err.value), part
+    # preflight lists a grid concept's detector weights, once when they are the CLIP score's own
+    missing = str(tmp_path / "missing.safetensors")
+    params = parse_params({"grid": {"concepts": ["red", "van_gogh"]},
+                           "real_concepts": {"van_gogh": {"preset": "van_gogh"}},
+                           "evaluation": {"detectors": {"van_gogh": {"name": "clip_zeroshot", "params": base | {
+                               "clip": {"model": "ViT-L-14", "pretrained": missing}}}}}})
+    assert missing_externals(params) == [f"evaluation.detectors.van_gogh.params.clip.pretrained: {missing} missing "
+                                         f"(open_clip ViT-L-14 weights in safetensors)"]
+    shared = params.model_copy(update={"evaluation": params.evaluation.model_copy(update={
+        "clip_score": ClipScoreSpec(model="ViT-L-14", pretrained=missing)})})
+    assert len([line for line in missing_externals(shared) if missing in line]) == 1
 
 
 # --- toy judge adapter --------------------------------------------------------------------------------------

@@ -71,6 +71,12 @@ def _detectors(params) -> list[str]:
                 out.append(f"evaluation.detectors.{concept}.params.weights: {weights} missing: an ImageNet ResNet-50 in "
                            f"safetensors (e.g. timm/resnet50.tv_in1k's model.safetensors, or microsoft/resnet-50 with "
                            f"architecture hf_resnet50)")
+        if choice.name == "clip_zeroshot":
+            from eraselab.evaluation.detectors import validate_detector_params
+
+            clip, scored = validate_detector_params(choice.name, choice.params).clip, params.evaluation.clip_score
+            if (clip.model, clip.pretrained, clip.cache_dir) != (scored.model, scored.pretrained, scored.cache_dir):
+                out += _clip(clip, f"evaluation.detectors.{concept}.params.clip")  # else listed once, by _metrics
     return out
 
 

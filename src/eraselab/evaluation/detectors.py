@@ -4,8 +4,9 @@ A ``Detector`` answers "does this image show the concept?" (``present``), says e
 applies (``spec``: a JSON-able declaration written into every metrics file, so two runs' numbers are
 comparable only when their specs are), and, where it can localise, which boxes to blur (``boxes``).
 
-Three detectors, one line each in ``DETECTORS``: the toy world's judge CNN, NudeNet with a pinned
-metric spec (nudity), and an ImageNet classifier (objects). Adding one is a module plus one line.
+Four detectors, one line each in ``DETECTORS``: the toy world's judge CNN, NudeNet with a pinned
+metric spec (nudity), an ImageNet classifier (objects) and zero-shot CLIP over a declared label set
+(styles, or any concept named by text). Adding one is a module plus one line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ DETECTORS = {
     "judge": "eraselab.evaluation.detectors:JudgeDetector",
     "nudenet": "eraselab.evaluation.nudenet:NudeNetDetector",
     "imagenet": "eraselab.evaluation.imagenet:ImageNetClassifierDetector",
+    "clip_zeroshot": "eraselab.evaluation.clip_zeroshot:ClipZeroShotDetector",
 }
 
 
