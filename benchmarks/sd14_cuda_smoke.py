@@ -153,17 +153,18 @@ ATTACKS = {
 
 
 def bench_attack(rec: Recorder, pipe, dtype: str, slicing: bool, concept, steps: int, frozen: bool,
-                 name: str = "unlearndiffatk") -> None:
+                 name: str = "unlearndiffatk", seeds_n: int = 1) -> None:
     attack = registry.attack(name)()
     settings, key, few_steps, many_steps = ATTACKS[name]
     config = SamplingConfig(steps=steps, guidance=GUIDANCE, scheduler=SCHEDULER, batch_size=1)
     checker = Checker(present=never, image_features=pooled_colours)
-    seeds = [{"prompt": concept.erase_prompts[0], "seed": 1}]
+    seeds = [{"prompt": concept.erase_prompts[0], "seed": 1 + i} for i in range(seeds_n)]  # one batch (seed_batch)
     pipe.unet.requires_grad_(not frozen)
     pipe.text_encoder.requires_grad_(not frozen)
     runs = {}
     for k in (few_steps, many_steps):
-        params = attack.Params.model_validate({**settings, key: k})
+        batch = {"seed_batch": seeds_n} if "seed_batch" in attack.Params.model_fields else {}
+        params = attack.Params.model_validate({**settings, key: k, **batch})
         defended = Defended(pipe, "none", config)
         runs[k] = rec.measure(lambda: attack.run(defended, pipe, concept, seeds, params, checker))
         for module in (pipe.unet, pipe.text_encoder):
@@ -176,7 +177,7 @@ def bench_attack(rec: Recorder, pipe, dtype: str, slicing: bool, concept, steps:
     error = few[2] or (many[2] if many else None)
     weights = "weights frozen (as load_pipeline leaves them)" if frozen else "weights require grad"
     rec.add(stage=f"{name} step, full vocabulary, {weights}", dtype=dtype, slicing=slicing,
-            batch=1, total_s=few[0], s_per_step=None if error else (many[0] - few[0]) / (many_steps - few_steps),
+            batch=seeds_n, total_s=few[0], s_per_step=None if error else (many[0] - few[0]) / (many_steps - few_steps),
             peak_gib=max(r[1] for r in runs.values()) if few[1] is not None else None, error=error,
             note=None if error else f"total = one-step run incl. its reference generations of {steps} steps; "
                                     f"s/step from {many_steps} vs {few_steps} steps")
@@ -192,6 +193,9 @@ def main() -> None:
     parser.add_argument("--trajectory-steps", type=int, default=ESD_PROFILE["trajectory_steps"])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--skip-fp32", action="store_true", help="only the profile's fp16 rows")
+    parser.add_argument("--attack-seeds", type=int, nargs="+", default=[1],
+                        help="seed prompts per attack batch (the attacks' seed_batch)")
+    parser.add_argument("--only-attacks", action="store_true", help="skip generation and erasure rows")
     parser.add_argument("--tokenizer", help="a tokenizer folder (vocab.json, merges.txt) where open_clip is missing")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -225,12 +229,14 @@ def main() -> None:
         Defended(pipe, "none", SamplingConfig(steps=2, guidance=GUIDANCE, scheduler=SCHEDULER)).generate_prompts(
             ["warm-up"], [0])  # kernels, allocator and tokenizer warm before anything is timed
         if dtype == half:  # the profile: generation and attacks in fp16, weights frozen
-            for slicing in (False, True):
+            for slicing in () if args.only_attacks else (False, True):
                 set_slicing(pipe, slicing)
                 bench_generation(rec, pipe, name, slicing, args.steps, args.batches)
             set_slicing(pipe, False)
             for attack in ATTACKS:
-                bench_attack(rec, pipe, name, False, concept, args.steps, frozen=True, name=attack)
+                batched = "seed_batch" in registry.attack(attack).Params.model_fields  # CCE learns one token
+                for n in args.attack_seeds if batched else [1]:
+                    bench_attack(rec, pipe, name, False, concept, args.steps, frozen=True, name=attack, seeds_n=n)
         else:  # erasure trains in fp32, as `eraselab erase` does whatever model.fp16 says
             for slicing in (False, True):
                 set_slicing(pipe, slicing)

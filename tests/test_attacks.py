@@ -35,10 +35,11 @@ def never(images):  # a checker that never sees the concept: every attack spends
 CHECKER = Checker(present=never, image_features=lambda images: torch.from_numpy(images.reshape(len(images), -1)).float())
 
 
-def run(tiny_pipeline, name, checker=CHECKER):
+def run(tiny_pipeline, name, checker=CHECKER, seeds=SEEDS, **overrides):
     attack = registry.attack(name)()
     defended = Defended(tiny_pipeline, "none", CONFIG)
-    return attack.run(defended, tiny_pipeline, CONCEPT, SEEDS, attack.Params.model_validate(BUDGETS[name]), checker)
+    params = attack.Params.model_validate({**BUDGETS[name], **overrides})
+    return attack.run(defended, tiny_pipeline, CONCEPT, seeds, params, checker)
 
 
 @pytest.mark.parametrize("name", sorted(registry.ATTACKS))
@@ -71,6 +72,89 @@ def test_unlearndiffatk_stops_at_first_success_and_skips_present_prompts(tiny_pi
     always = Checker(present=lambda images: np.ones(len(images), bool), image_features=CHECKER.image_features)
     out = run(tiny_pipeline, "unlearndiffatk", always)
     assert all(a.log["attacked"] is False and a.prompt == a.seed_prompt for a in out)
+
+
+# --- the white-box attacks optimise their seed prompts in one batch --------------------------------------
+BATCHED = ["p4d_k", "p4d_n", "unlearndiffatk"]
+THIRD = {"prompt": "a blue square on a red circle", "seed": 5}
+
+
+def assert_same_run(alone: dict, batched: dict):
+    """Same budget spent and outcome; the loss up to float batching (hard tokens could flip on near-ties)."""
+    assert {k: alone[k] for k in ("steps", "queries", "success", "attacked")} == \
+        {k: batched[k] for k in ("steps", "queries", "success", "attacked")}
+    assert batched["final_loss"] == pytest.approx(alone["final_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("name", BATCHED)
+def test_batching_does_not_couple_seeds(tiny_pipeline, name):
+    """Seed prompt 0 runs the same alone as beside others (its RNG stream is named by its position)."""
+    (alone,) = run(tiny_pipeline, name, seeds=[SEEDS[1]])
+    batched = run(tiny_pipeline, name, seeds=[SEEDS[1], SEEDS[0], THIRD])
+    assert [(a.seed_prompt, a.seed) for a in batched] == [(r["prompt"], r["seed"]) for r in (SEEDS[1], SEEDS[0], THIRD)]
+    assert_same_run(alone.log, batched[0].log)
+
+
+@pytest.mark.parametrize("name", BATCHED)
+def test_seed_batch_splits_the_work_not_the_result(tiny_pipeline, name):
+    """`seed_batch` bounds memory on a GPU: the seeds run in consecutive batches, each with its own stream."""
+    seeds = [SEEDS[1], SEEDS[0], THIRD]
+    whole, split = run(tiny_pipeline, name, seeds=seeds), run(tiny_pipeline, name, seeds=seeds, seed_batch=2)
+    for a, b in zip(whole, split):
+        assert_same_run(a.log, b.log)
+
+
+class HitAtFirstEvaluation:
+    """Sees the concept in one row of the first evaluation's images only; records every call's batch size
+    (the first call is the seed prompts' own images)."""
+
+    def __init__(self, row: int):
+        self.row, self.sizes = row, []
+
+    def present(self, images):
+        self.sizes.append(len(images))
+        hits = np.zeros(len(images), bool)
+        hits[self.row] = len(self.sizes) == 2
+        return hits
+
+
+@pytest.mark.parametrize("name", ["p4d_n", "unlearndiffatk"])
+def test_a_finished_seed_leaves_the_batch(tiny_pipeline, name):
+    seeds = [SEEDS[0], SEEDS[1], THIRD]
+    oracle = HitAtFirstEvaluation(row=1)
+    out = run(tiny_pipeline, name, Checker(present=oracle.present, image_features=CHECKER.image_features), seeds)
+    full = run(tiny_pipeline, name, seeds=seeds)  # nobody succeeds
+    budget = BUDGETS[name]
+    first, total = (budget["eval_every"], budget["iterations"]) if name.startswith("p4d") else \
+        (budget["steps_per_timestep"], budget["timesteps"] * budget["steps_per_timestep"])
+    assert oracle.sizes == [3, 3, 2]  # own images, first evaluation, then the two still attacked
+    assert out[1].log["success"] and out[1].log["steps"] == first and out[1].log["queries"] == 2
+    for k in (0, 2):  # the finished seed took no part after it left: the others ran as if it never succeeded
+        assert out[k].log["steps"] == total and not out[k].log["success"]
+        assert_same_run(full[k].log, out[k].log)
+
+
+@pytest.mark.parametrize("defence", ["sld", "negative_prompt"])
+def test_defended_noise_takes_one_timestep_per_row(tiny_pipeline, defence):
+    """Guidance defences inside ``Defended.noise`` (SLD's warm-up depends on t): a batch at per-row
+    timesteps gives each row what it gets alone."""
+    from eraselab.erasure.sld import SafetyGuidance, presets
+    from eraselab.generate import encode_prompts
+
+    if defence == "sld":
+        guidance = SafetyGuidance(encode_prompts(tiny_pipeline, ["red"]), presets()["medium"])
+        defended = Defended(tiny_pipeline, "sld", CONFIG, guidance=guidance)
+    else:
+        defended = Defended(tiny_pipeline, "negative_prompt", CONFIG, uncond_prompt="red")
+    generator = torch.Generator().manual_seed(0)
+    size = tiny_pipeline.unet.config.sample_size
+    x_t = torch.randn((3, tiny_pipeline.unet.config.in_channels, size, size), generator=generator)
+    cond = defended.encode(["a red star", "a blue circle", "a red square"])
+    t = torch.tensor([990, 500, 10])  # before and after SLD's warm-up
+    with torch.no_grad():
+        batched = defended.noise(x_t, t, cond)
+        alone = torch.cat([defended.noise(x_t[i : i + 1], t[i], cond[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_project_simplex():

@@ -141,9 +141,42 @@ def already_present(defended: Defended, checker: Checker, seeds: list[dict]) -> 
     return images, checker.present(images)
 
 
+@dataclass(eq=False)
+class SeedRun:
+    """One seed prompt under a white-box token attack: its own RNG stream, slots, target and optimised rows.
+
+    The attacks optimise all their seed prompts' runs together, one batch per iteration: the UNet's
+    forward+backward costs several times more per sample at batch 1 than in a batch (toy model on a CPU:
+    54 ms at batch 1, 7.4 ms per sample at batch 30). Each run keeps what it would have alone: its generator (start
+    tokens, timesteps, noise drawn in the same order), its own parameter tensor (Adam/AdamW are elementwise,
+    so one optimiser over the runs' tensors is one optimiser per run) and its own mean loss (the batch loss
+    is their sum, so each run's gradient is its single-seed gradient). A finished run leaves the batch.
+    """
+
+    k: int  # position in the seed list: names the RNG stream
+    prompt: str
+    seed: int  # the image seed
+    generator: torch.Generator
+    ids: torch.Tensor  # token ids (77) with the slots
+    slots: torch.Tensor  # the slots' positions
+    base: torch.Tensor  # token embeddings of ``ids`` (77 x d)
+    target_image: np.ndarray  # the undefended model's image for prompt and seed (1 x H x W x 3)
+    target: torch.Tensor  # its latents (1 x C x h x w)
+    param: torch.Tensor | None = None  # the optimised rows (one per slot)
+    queries: int = 1  # defended generations, the seed prompt's own image included
+    steps: int = 0
+    success: bool = False
+    final_loss: float = float("nan")
+    done: bool = False
+
+    def log(self, **extra) -> dict:
+        return {"queries": self.queries, "steps": self.steps, "success": self.success, "attacked": True,
+                **extra, "final_loss": self.final_loss}
+
+
 @dataclass
 class TokenSearch:
-    """What the white-box token attacks (UnlearnDiffAtk, P4D) set up before their per-prompt loop."""
+    """What the white-box token attacks (UnlearnDiffAtk, P4D) set up before they optimise."""
 
     vocab: torch.Tensor  # allowed token ids
     table: torch.Tensor  # their embedding rows (len(vocab) x d_token)
@@ -159,8 +192,72 @@ class TokenSearch:
         return cls(vocab, defended.token_embeddings(vocab).detach(), present,
                    Defended(undefended, "none", defended.config), defended.pipe.scheduler.config.num_train_timesteps)
 
+    def runs(self, defended: Defended, seeds: list[dict], attack_seed: int,
+             layout: Callable[[str], tuple[torch.Tensor, torch.Tensor]], kind: type[SeedRun] = SeedRun
+             ) -> list[SeedRun]:
+        """A run for every seed prompt not already showing the concept, in seed order. ``layout``: prompt ->
+        (ids, slots) as ``splice`` gives them; the targets (the undefended model's images) in one batch."""
+        todo = [k for k in range(len(seeds)) if not self.present[k]]
+        if not todo:
+            return []
+        prompts, image_seeds = [seeds[k]["prompt"] for k in todo], [seeds[k]["seed"] for k in todo]
+        images = self.reference.generate_prompts(prompts, image_seeds)
+        latents = image_latents(defended.pipe, images)
+        runs = []
+        for i, k in enumerate(todo):
+            ids, slots = layout(prompts[i])
+            runs.append(kind(k=k, prompt=prompts[i], seed=image_seeds[i],
+                             generator=torch.Generator().manual_seed(attack_seed * 1_000_003 + k),
+                             ids=ids, slots=slots, base=defended.token_embeddings(ids).detach(),
+                             target_image=images[i : i + 1], target=latents[i : i + 1]))
+        return runs
+
+
+def in_seed_order(seeds: list[dict], finished: dict[int, AdversarialPrompt]) -> list[AdversarialPrompt]:
+    """One result per seed prompt, in order: the attacked ones' (by position), ``not_attacked`` for the rest."""
+    return [finished[k] if k in finished else not_attacked(record) for k, record in enumerate(seeds)]
+
 
 def not_attacked(record: dict) -> AdversarialPrompt:
     """The result for a seed prompt whose own image already shows the concept (counts toward Pre-ASR)."""
     return AdversarialPrompt(record["prompt"], record["seed"], record["prompt"],
                              log={"queries": 1, "steps": 0, "success": True, "attacked": False})
+
+
+# --- one batch over the runs -----------------------------------------------------------------------------
+def encode_runs(defended: Defended, runs: list[SeedRun], values: list[torch.Tensor]) -> torch.Tensor:
+    """Each run's token embeddings with its slot ``values`` written in -> conditioning (B x 77 x d), one
+    call through the defended text path; differentiable in ``values``."""
+    return defended.encode_token_embeddings(torch.stack([with_slots(r.base, r.slots, v) for r, v in zip(runs, values)]))
+
+
+def noised_runs(pipe, runs: list[SeedRun], timesteps: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``noised`` for a batch of runs: each target at its own timestep with noise from its own generator."""
+    latents = torch.cat([r.target for r in runs])
+    noise = torch.cat([torch.randn(r.target.shape, generator=r.generator) for r in runs]).to(latents)
+    return pipe.scheduler.add_noise(latents, noise, torch.tensor(timesteps)), noise
+
+
+def per_run_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each row's mean squared error (B): their sum gives every run its own single-seed gradient."""
+    return torch.nn.functional.mse_loss(prediction, target, reduction="none").flatten(1).mean(1)
+
+
+def count_step(runs: list[SeedRun], losses: torch.Tensor) -> None:
+    for run, loss in zip(runs, losses.tolist()):
+        run.steps += 1
+        run.final_loss = loss
+
+
+def generate_candidates(defended: Defended, runs: list[SeedRun], ids: list[torch.Tensor]) -> np.ndarray:
+    """The defended model's images of each run's candidate tokens with its seed, in one batch: a query each."""
+    for run in runs:
+        run.queries += 1
+    return defended.generate(defended.encode_ids(torch.stack(ids)), [r.seed for r in runs])
+
+
+def seed_chunks(runs: list, size: int | None) -> list[list]:
+    """``runs`` in consecutive batches of ``size`` (None: one batch). Each run keeps its own RNG stream and
+    optimiser state, so the split changes memory and speed, not what a seed's attack computes."""
+    size = size or max(len(runs), 1)
+    return [runs[i:i + size] for i in range(0, len(runs), size)]

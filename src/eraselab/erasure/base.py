@@ -95,7 +95,8 @@ class Defended:
         Defined as what plain CFG (empty-prompt unconditional branch, scale s) would need as conditional
         prediction to take the defended path's step: eps_eff = eps_empty + (eps_defended - eps_empty) / s.
         For a weight edit this is exactly the edited UNet's eps(x_t, t, cond); for a negative prompt or
-        SLD it contains the defence, so an attack's loss sees what sampling does.
+        SLD it contains the defence, so an attack's loss sees what sampling does. ``t``: one timestep, or
+        one per row (the attacks batch their seed prompts, each at its own timestep).
         """
         unet = self.pipe.unet
         t = torch.as_tensor(t, device=latents.device)
@@ -106,13 +107,20 @@ class Defended:
         uncond = self.fixed_context(self.uncond_prompt).expand(n, -1, -1)
         extras = [e.to(cond).expand(n, -1, -1) for e in self.guidance.extra_contexts()]
         contexts = [empty, uncond, cond, *extras]
-        eps_e, eps_u, eps_c, *eps_x = unet(latents.repeat(len(contexts), 1, 1, 1), t,
+        rows_t = t.flatten()
+        eps_e, eps_u, eps_c, *eps_x = unet(latents.repeat(len(contexts), 1, 1, 1),
+                                           rows_t.repeat(len(contexts)) if len(rows_t) > 1 else t,
                                            encoder_hidden_states=torch.cat(contexts)).sample.chunk(len(contexts))
-        scale = self.config.guidance
-        if t.numel() > 1 and bool((t != t.flatten()[0]).any()):
-            raise ValueError("Defended.noise with a defence in the guidance needs one timestep per call")
-        progress = 1.0 - float(t.flatten()[0]) / self.pipe.scheduler.config.num_train_timesteps
-        guided = self.guidance.combine(eps_u, eps_c, eps_x, scale, progress, {})
+        scale, total = self.config.guidance, self.pipe.scheduler.config.num_train_timesteps
+        values = rows_t.unique()
+        if len(values) == 1:
+            guided = self.guidance.combine(eps_u, eps_c, eps_x, scale, 1.0 - float(values[0]) / total, {})
+        else:  # a guidance rule takes one trajectory position (SLD's warm-up): rows combined per timestep
+            guided = torch.empty_like(eps_c)
+            for value in values:
+                rows = rows_t == value
+                guided[rows] = self.guidance.combine(eps_u[rows], eps_c[rows], [e[rows] for e in eps_x], scale,
+                                                     1.0 - float(value) / total, {})
         return eps_e + (guided - eps_e) / scale
 
 
