@@ -5,7 +5,8 @@
   variants do not change them;
 - sd14_cost: its call model matches the UNet calls the code really makes (counted with a hook), and the
   FLOP counts behave (backward costs more than forward; more trained weights cost more);
-- stages: records are grouped per kind and the chart is written.
+- stages: records are grouped per kind (eraselab.report.cost, as the report's cost section) and the chart
+  is written.
 
 Run: pytest -q benchmarks/test_benchmarks.py (self-contained; also works moved into tests/).
 """
@@ -185,7 +186,10 @@ def test_flop_counts_behave():
 
 # --- stages --------------------------------------------------------------------------------------------
 def test_stages_groups_kinds_and_plots(tmp_path):
+    from eraselab.report import cost
+
     stages = bench("stages")
+    assert stages.collect is cost.collect  # one implementation: the report's cost section uses it too
     records = {"data/world": ("world", 4.0, 500.0), "models/erased/esd_x/red": ("erase", 60.0, 900.0),
                "models/erased/esd_x/star": ("erase", 80.0, 950.0), "models/erased/uce/red": ("erase", 2.0, 700.0),
                "data/attacks/esd_x/red/cce": ("attack", 30.0, 5000.0), "reports": ("report", 9.0, 600.0)}

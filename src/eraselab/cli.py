@@ -359,7 +359,8 @@ def cmd_report(args) -> None:
     detectors = {c: build_detector(detector_choice(params, c).name, detector_choice(params, c).params)
                  for c in params.report.censor_concepts if c in params.real_concepts}
     summary = build_report(params, Path(args.metrics), Path(args.plots), images, records, load_judge(Path(args.judge)),
-                           Path(args.out), Path(args.cells), Path(args.attacks), Path(args.ablations), detectors)
+                           Path(args.out), Path(args.cells), Path(args.attacks), Path(args.ablations), detectors,
+                           Path(args.timings))
     print(summary)
 
 
@@ -432,7 +433,7 @@ COMMANDS = {
     "report": (cmd_report, "render reports/ (metrics.json, report.md, index.html)",
                [("--metrics", "metrics"), ("--plots", "plots"), ("--images", "data/generated/base"),
                 ("--cells", "metrics/cells"), ("--attacks", "data/attacks"), ("--judge", "models/judge"),
-                ("--ablations", "ablations"), ("--out", "reports")]),
+                ("--ablations", "ablations"), ("--timings", "logs/stages"), ("--out", "reports")]),
     "ablation": (cmd_ablation, "run an ablation spec's variants as `dvc exp run`s and collect them for the report",
                  [("--spec", None), ("--action", "all")]),
 }

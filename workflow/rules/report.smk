@@ -24,4 +24,4 @@ rule report:
     resources:
         mem_mb=2000,
     shell:
-        "eraselab report --metrics metrics --plots plots --images data/generated/base --cells metrics/cells --attacks data/attacks --judge models/judge --ablations ablations --out reports"
+        "eraselab report --metrics metrics --plots plots --images data/generated/base --cells metrics/cells --attacks data/attacks --judge models/judge --ablations ablations --timings logs/stages --out reports"

@@ -17,6 +17,9 @@ from PIL import Image  # noqa: E402
 
 from eraselab.io import atomic_dir, write_json  # noqa: E402
 from eraselab.report.censor import censor, judge_flags  # noqa: E402
+from eraselab.report.cost import CHART as COST_CHART  # noqa: E402
+from eraselab.report.cost import SECTION_TITLE as COST_TITLE  # noqa: E402
+from eraselab.report.cost import section as cost_section  # noqa: E402
 
 UPSCALE = 4  # toy images are 32 px: show them at 128 px, pixels kept sharp
 
@@ -193,9 +196,11 @@ def ablation_tables(ablations_dir: Path | None) -> list[tuple[str, str, str]]:
 
 def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray, records: list[dict], judge, out: Path,
                  cells_dir: Path, attacks_dir: Path, ablations_dir: Path | None = None,
-                 detectors: dict | None = None) -> dict:
+                 detectors: dict | None = None, timings_dir: Path | None = None) -> dict:
     """``detectors``: concept -> `Detector` for censored real-path concepts (NudeNet blurs its boxes);
-    toy concepts are censored with the judge."""
+    toy concepts are censored with the judge. ``timings_dir``: the stage records (logs/stages) behind the
+    "Cost of the runs on this machine" section; shown in report.md and index.html only, never in
+    metrics.json (they are untracked measurements: metrics.json stays bit-identical across runs and engines)."""
     metrics_dir = Path(metrics_dir)
     base = json.loads((metrics_dir / "base_model.json").read_text())
     train = {"summary": json.loads((metrics_dir / "base_model_train.json").read_text()),
@@ -242,6 +247,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
     summary["metric_specs"] = read_metric_specs(params, cells_dir, summary["quality"])
     specs_text = json.dumps(summary["metric_specs"], indent=1)
     ablations = ablation_tables(ablations_dir)
+    cost = cost_section(timings_dir) if timings_dir is not None else None
     strips, n_blurred, n_shown = {}, int(flagged.sum()), n
     for m in params.grid.methods:
         for c in params.grid.concepts:
@@ -259,7 +265,8 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
         files = {"grid.png": _png(grid, UPSCALE), "loss.png": loss_plot(train["log"]),
                  "accuracy.png": accuracy_plot(base["per_concept"]), "tradeoff.png": tradeoff_plot(summary["grid"]),
                  "erase_loss.png": erase_curves_plot(plots_dir, params.grid.methods, params.grid.concepts),
-                 **{name: data for name, (_, data) in strips.items()}}
+                 **{name: data for name, (_, data) in strips.items()},
+                 **({COST_CHART: cost["png"]} if cost and cost["png"] else {})}
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         write_json(tmp / "metrics.json", summary)
@@ -268,6 +275,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
         ablation_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in ablations) or "None collected."
         strips_md = "\n\n".join(f"**{caption}** (adversarial prompts' images)\n\n![{caption}]({name})"
                                   for name, (caption, _) in strips.items())
+        cost_md = f"\n## {COST_TITLE}\n{cost['md']}\n" if cost else ""
         md = f"""# eraselab report
 
 ## Erasure grid
@@ -313,9 +321,12 @@ Every metrics file carries these declarations; numbers are comparable only betwe
 First row's prompts: {'; '.join(captions)}
 
 ![samples](grid.png)
-"""
+{cost_md}"""
         (tmp / "report.md").write_text(md)
         img = lambda name, alt: f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(files[name]).decode()}">'  # noqa: E731
+        cost_html = (f"<h2>{COST_TITLE}</h2>{cost['html']}"
+                     + (f"<figure>{img(COST_CHART, 'per-stage cost')}</figure>" if cost["png"] else "") + "\n"
+                     if cost else "")
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>eraselab report</title><style>{CSS}</style></head>
 <body><h1>eraselab report</h1>
 <h2>Erasure grid</h2><p>{n_blurred} of {n_shown} images in this report are blurred because the detector flags
@@ -333,6 +344,6 @@ between equal specs.</p><pre>{html.escape(specs_text)}</pre>
 <h2>Judges</h2>{judge_html}
 <h2>Samples</h2><figure>{img('grid.png', 'sample grid')}<figcaption>Held-out prompts; {html.escape(censored)}.
 First row: {html.escape('; '.join(captions))}</figcaption></figure>
-</body></html>"""
+{cost_html}</body></html>"""
         (tmp / "index.html").write_text(page)
     return summary
