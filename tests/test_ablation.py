@@ -73,6 +73,16 @@ def test_collected_rows_carry_params_and_metrics_and_render(tmp_path):
     assert "| eps-2 | epsilon=2.0 | abc | 0.250 | 0.125 | 0.900 |" in md and "<td>eps-2</td>" in page
 
 
+def test_a_running_experiment_is_not_collected(tmp_path):
+    """`dvc exp show` lists a running experiment with its baseline's metrics: it is not a result yet."""
+    path = write(tmp_path, "method: steerdiff\nconcepts: [red]\nvariants: {eps-2: {epsilon: 2.0}}\n")
+    show = show_json("abl-eps-2", 2.0, 0.25)
+    show[1]["experiments"][0]["executor"] = {"state": "running", "name": "tempdir", "local": None}
+    assert ablation.rows_from_show(ablation.load_spec(path), path, show) == []
+    show[1]["experiments"][0]["executor"] = None  # finished
+    assert len(ablation.rows_from_show(ablation.load_spec(path), path, show)) == 1
+
+
 def test_the_newest_baseline_wins_when_a_variant_ran_twice(tmp_path):
     path = write(tmp_path, "method: steerdiff\nconcepts: [red]\nvariants: {eps-2: {epsilon: 2.0}}\n")
     newer, older = show_json("abl-eps-2", 2.0, 0.1), show_json("abl-eps-2", 2.0, 0.4)

@@ -110,6 +110,9 @@ def _experiments(show: list[dict]):
     newest baseline first."""
     for baseline in show:
         for exp in baseline.get("experiments") or []:
+            # a running experiment shows its baseline's metrics until it ends, a failed one has none of its own
+            if (exp.get("executor") or {}).get("state") in ("running", "queued", "failed"):
+                continue
             for rev in exp.get("revs") or []:
                 if rev.get("name") and rev.get("data"):
                     yield rev["name"], rev["data"], baseline.get("rev", "")
