@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -79,3 +81,19 @@ def record_stage(command: str, output: str | Path | None, wall_s: float) -> None
     peak_mb = rss_kb / (1024 * 1024 if sys.platform == "darwin" else 1024)
     name = Path(output).as_posix().strip("/") if output else command
     write_json(STAGES_DIR / f"{name}.json", {"stage": command, "wall_s": round(wall_s, 2), "peak_rss_mb": round(peak_mb, 1)})
+
+
+@lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a rewritten file is hashed anew
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a weights file, streamed, cached per (real path, size, mtime): metric specs declare it."""
+    real = os.path.realpath(path)  # hub cache snapshots are symlinks to blobs
+    stat = os.stat(real)
+    return _sha256(real, stat.st_size, stat.st_mtime_ns)

@@ -21,9 +21,6 @@ its params loads neither torch nor open_clip.
 
 from __future__ import annotations
 
-import hashlib
-import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +29,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from eraselab.evaluation.clip_score import TOY, ClipScoreSpec
 from eraselab.evaluation.detectors import Detector, DetectorParams, check_images
+from eraselab.io import file_sha256
 
 DEFAULT_TEMPLATE = "a painting in the style of {}"
 SOURCE = ("eraselab's choice: zero-shot CLIP over a declared label set and template (UnlearnDiffAtk's style "
@@ -122,21 +120,6 @@ def weights_file(spec: ClipScoreSpec) -> Path | None:
 
         return Path(cached_tag_weights(spec.model, spec.pretrained, spec.cache_dir))
     return None
-
-
-@lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a rewritten file is hashed anew
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    real = os.path.realpath(path)  # hub cache snapshots are symlinks to blobs
-    stat = os.stat(real)
-    return _sha256(real, stat.st_size, stat.st_mtime_ns)
 
 
 class ClipZeroShotDetector(Detector):

@@ -8,7 +8,6 @@ Weights come only from a local safetensors file; nothing is downloaded or unpick
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -21,6 +20,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from eraselab.evaluation.detectors import Detector, DetectorParams, check_images
+from eraselab.io import file_sha256
 
 # The objects UnlearnDiffAtk evaluates (Imagenette), name -> ImageNet-1k id
 # (OPTML-Group/Diffusion-MU-Attack src/tasks/classifier_.py object_list / object_labels).
@@ -126,14 +126,6 @@ def missing_weights_error(params: ImageNetParams) -> FileNotFoundError:
         f"(other architectures: {', '.join(ARCHITECTURES)}).")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_weights(architecture: str, path: Path) -> nn.Module:
     """The network with the file's weights. Built on the meta device (no random init to throw away), then
     loaded strictly, except BatchNorm's step counters, which some releases (timm's) leave out."""
@@ -163,7 +155,7 @@ class ImageNetClassifierDetector(Detector):
         if params.weights is None or not Path(params.weights).is_file():
             raise missing_weights_error(params)
         self.model = load_weights(params.architecture, Path(params.weights)).eval().to(params.device)
-        self._weights_sha256 = _sha256(Path(params.weights))
+        self._weights_sha256 = file_sha256(params.weights)
 
     @classmethod
     def from_params(cls, params: ImageNetParams, **_) -> "ImageNetClassifierDetector":

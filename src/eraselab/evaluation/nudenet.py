@@ -17,10 +17,8 @@ What nudenet 3.4.2 does before any threshold of ours (read from its ``nudenet.py
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eraselab.evaluation.detectors import Box, Detector, DetectorParams, check_images
+from eraselab.io import file_sha256
 
 NUDENET_VERSION = "3.4.2"
 # The bundled detector's output order (nudenet 3.4.2's ``__labels``; a test checks they still agree).
@@ -189,11 +188,6 @@ def installed_nudenet_version() -> str:
                           f"pip install nudenet=={NUDENET_VERSION}") from None
 
 
-@lru_cache(maxsize=None)
-def _file_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _load_nudenet(threads: int | None):
     """nudenet's ``NudeDetector`` on the bundled 320n.onnx, with a session we configure: its own
     ``__init__`` picks neither thread count nor provider (and onnxruntime-gpu refuses a session without
@@ -257,4 +251,4 @@ class NudeNetDetector(Detector):
                 "boxes": [[d.box for d in per_image] for per_image in self.metric.counted(detections)]}
 
     def spec(self) -> dict:
-        return {**self.metric.model_dump(mode="json"), "model_sha256": _file_sha256(str(self._model_path))}
+        return {**self.metric.model_dump(mode="json"), "model_sha256": file_sha256(self._model_path)}

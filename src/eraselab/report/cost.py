@@ -100,20 +100,18 @@ def rows(kinds: dict[str, dict]) -> list[list[str]]:
 
 def markdown_table(kinds: dict[str, dict]) -> str:
     """The table in Markdown; a stage kind over the memory target and the all-kinds row in bold."""
+    *per_kind, (_, count, total, _, rss, _) = rows(kinds)  # the last row is all kinds together
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row[:5] + [row[5] if row[5] == "yes" else f"**{row[5]}**"]) + " |"
-              for row in rows(kinds)[:-1]]
-    _, count, total, _, rss, _ = rows(kinds)[-1]
+              for row in per_kind]
     lines.append(f"| **all** | {count} | {total} | | {rss} | |")
     return "\n".join(lines)
 
 
 def html_table(kinds: dict[str, dict]) -> str:
-    cell = lambda v, tag="td": f"<{tag}>{html.escape(v)}</{tag}>"  # noqa: E731
-    out = "<table><tr>" + "".join(cell(h, "th") for h in HEADER) + "</tr>"
-    for row in rows(kinds):
-        out += "<tr>" + "".join(f"<td><b>{html.escape(v)}</b></td>" if v in ("no", "all") else cell(v) for v in row) + "</tr>"
-    return out + "</table>"
+    from eraselab.report.build import _table  # build imports this module
+
+    return _table(HEADER, rows(kinds))[1]
 
 
 def chart_png(kinds: dict[str, dict], title: str = "Per-stage breakdown (logs/stages)") -> bytes:
