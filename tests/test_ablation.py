@@ -49,6 +49,24 @@ def test_variants_become_dvc_set_params_on_the_methods_cells(tmp_path):
                                                             "-S", "erase.steerdiff.epsilon=2.0"]
 
 
+def test_run_skips_variants_with_an_experiment_on_any_commit_unless_rerun(tmp_path, monkeypatch):
+    import subprocess
+
+    path = write(tmp_path, "method: steerdiff\nconcepts: [red]\nvariants: {a: {epsilon: 1.0}, b: {epsilon: 3.0}}\n")
+    asked = []
+
+    def fake_run(cmd, **kwargs):
+        asked.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout="abl-a\nother-x\n")
+
+    monkeypatch.setattr(ablation.subprocess, "run", fake_run)
+    pending = ablation.run(path, dry=True)
+    assert asked == [["dvc", "exp", "ls", "--all-commits", "--name-only"]]  # experiments of older commits count
+    assert [c[c.index("-n") + 1] for c in pending] == ["abl-b"]
+    every = ablation.run(path, dry=True, rerun=True)
+    assert [c[c.index("-n") + 1] for c in every] == ["abl-a", "abl-b"] and len(asked) == 1
+
+
 def show_json(name: str, epsilon: float, target: float) -> list[dict]:
     """The shape of `dvc exp show --json` (DVC 3): baselines, each with experiments and their revs."""
     cell = {"target_rate": target, "heldout_rate": target / 2, "retention": 0.9, "clip": 80.0, "asr": 1.0}
@@ -89,3 +107,20 @@ def test_the_newest_baseline_wins_when_a_variant_ran_twice(tmp_path):
     newer[1]["rev"], older[1]["rev"] = "new0000", "old0000"
     [row] = ablation.rows_from_show(ablation.load_spec(path), path, newer + older[1:])
     assert row["commit"] == "new0000" and row["metrics"]["red"]["target_rate"] == 0.1
+
+
+def test_a_failing_dvc_call_is_one_line_naming_it_not_a_traceback(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from eraselab import cli
+
+    path = write(tmp_path, "method: steerdiff\nconcepts: [red]\nvariants: {a: {epsilon: 1.0}}\n")
+
+    def failing(cmd, **kwargs):
+        raise subprocess.CalledProcessError(253, cmd, stderr="ERROR: you are not inside of a DVC repository")
+
+    monkeypatch.setattr(ablation.subprocess, "run", failing)
+    assert cli.main(["ablation", "--spec", str(path), "--action", "run"]) == 253
+    err = capsys.readouterr().err
+    assert "`dvc exp ls --all-commits --name-only` failed (exit 253)" in err and "not inside of a DVC" in err
+    assert "Traceback" not in err

@@ -56,3 +56,21 @@ def test_write_json_is_atomic(tmp_path):
         write_json(tmp_path / "m.json", {"a": object()})
     assert (tmp_path / "m.json").read_text().strip() == '{\n  "a": 1\n}'
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_stage_records_land_under_logs_stages_only_for_outputs_in_the_repo(tmp_path, monkeypatch):
+    import json
+
+    from eraselab.io import record_stage
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    record_stage("erase", "models/erased/uce/red", 1.5)
+    record_stage("erase", str(repo / "models/erased/uce/star"), 2.0)  # absolute, inside the repo
+    record_stage("erase", str(tmp_path / "scratch/out"), 3.0)  # a hand-run stage elsewhere: not recorded
+    record_stage("report", None, 4.0)
+    found = sorted(p.relative_to(repo / "logs/stages").as_posix() for p in (repo / "logs/stages").rglob("*.json"))
+    assert found == ["models/erased/uce/red.json", "models/erased/uce/star.json", "report.json"]
+    record = json.loads((repo / "logs/stages/models/erased/uce/red.json").read_text())
+    assert record["stage"] == "erase" and record["wall_s"] == 1.5 and record["peak_rss_mb"] > 0

@@ -7,6 +7,7 @@ writes its outputs atomically.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -373,7 +374,7 @@ def cmd_ablation(args) -> None:
     if args.action not in actions:
         raise ParamsError(f"--action {args.action!r}: valid choices: {', '.join(actions)}")
     if args.action in ("all", "run", "dry"):
-        commands = ablation.run(args.spec, dry=args.action == "dry")
+        commands = ablation.run(args.spec, dry=args.action == "dry", rerun=args.rerun)
         if args.action == "dry":
             print("\n".join(" ".join(c) for c in commands) or "every variant has an experiment")
             return
@@ -435,7 +436,7 @@ COMMANDS = {
                 ("--cells", "metrics/cells"), ("--attacks", "data/attacks"), ("--judge", "models/judge"),
                 ("--ablations", "ablations"), ("--timings", "logs/stages"), ("--out", "reports")]),
     "ablation": (cmd_ablation, "run an ablation spec's variants as `dvc exp run`s and collect them for the report",
-                 [("--spec", None), ("--action", "all")]),
+                 [("--spec", None), ("--action", "all"), ("--rerun", False)]),
 }
 
 
@@ -448,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
         for flag, default in options:
             if default is None:
                 p.add_argument(flag, required=True)
+            elif default is False:  # a switch
+                p.add_argument(flag, action="store_true")
             else:
                 p.add_argument(flag, default=default, help=f"(default: {default})")
     return parser
@@ -464,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, MissingExternalsError) as err:
         print(f"eraselab {args.command}: {err}", file=sys.stderr)
         return 2
+    except subprocess.CalledProcessError as err:  # `ablation` drives dvc: say which call failed, and its error
+        detail = (err.stderr or "").strip() if isinstance(err.stderr, str) else ""
+        print(f"eraselab {args.command}: `{' '.join(map(str, err.cmd))}` failed (exit {err.returncode})"
+              + (f": {detail}" if detail else ""), file=sys.stderr)
+        return err.returncode or 1
     if args.command not in ("check", "params", "ablation"):
         from eraselab.io import record_stage
 

@@ -77,6 +77,11 @@ def record_stage(command: str, output: str | Path | None, wall_s: float) -> None
     import resource
     import sys
 
+    if output and Path(output).is_absolute():
+        try:
+            output = Path(output).relative_to(Path.cwd())
+        except ValueError:  # a stage run by hand into some other folder is not part of this pipeline's breakdown
+            return
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
     peak_mb = rss_kb / (1024 * 1024 if sys.platform == "darwin" else 1024)
     name = Path(output).as_posix().strip("/") if output else command

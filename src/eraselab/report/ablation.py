@@ -9,7 +9,8 @@ variants, each a set of that method's params::
       base: {}
       epsilon-0.5: {epsilon: 0.5}
 
-``eraselab ablation run ablations/<name>.yaml`` runs every variant not yet run as
+``eraselab ablation --spec ablations/<name>.yaml --action run`` runs every variant with no experiment yet (on
+any commit; ``--rerun`` runs them all again) as
 ``dvc exp run --temp -n <name>-<variant> -S erase.<method>.<key>=<value> evaluate_cell@<method>-<concept>-no_attack``
 (so only that method's erase, images and evaluation stages run, from the cached base model; a variant
 whose stages are unchanged since an earlier run comes from DVC's run-cache), then ``collect`` reads
@@ -86,12 +87,14 @@ def _set_args(spec: AblationSpec, values: dict) -> list[str]:
     return [a for k, v in values.items() for a in ("-S", f"erase.{spec.method}.{k}={json.dumps(v)}")]
 
 
-def run(path: str | Path, dry: bool = False) -> list[list[str]]:
-    """Run the variants that have no experiment yet; returns the commands (run unless ``dry``)."""
+def run(path: str | Path, dry: bool = False, rerun: bool = False) -> list[list[str]]:
+    """Run the variants that have no experiment yet, on any commit (``collect`` takes the newest of each);
+    ``rerun`` runs every variant again on this commit, e.g. after a change to the method's code. Returns
+    the commands (run unless ``dry``)."""
     path = Path(path)
     spec = load_spec(path)
-    done = set(subprocess.run(["dvc", "exp", "ls", "--name-only"], capture_output=True, text=True,
-                              check=True).stdout.split())
+    done = set() if rerun else set(subprocess.run(["dvc", "exp", "ls", "--all-commits", "--name-only"],
+                                                  capture_output=True, text=True, check=True).stdout.split())
     commands = []
     for variant, values in spec.variants.items():
         name = experiment_name(path, variant)
