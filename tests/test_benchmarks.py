@@ -203,3 +203,22 @@ def test_stages_groups_kinds_and_plots(tmp_path):
     assert kinds["attack cce"]["max_rss_mb"] > stages.PEAK_RSS_TARGET_MB
     stages.plot(kinds, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- noop ----------------------------------------------------------------------------------------------
+def test_noop_measures_nothing_where_the_engines_would_run_jobs(tmp_path, monkeypatch, capsys):
+    """A fresh checkout has every job pending: the no-op benchmark must say so and start no stage."""
+    from conftest import scratch_repo
+
+    noop = bench("noop")
+    repo = scratch_repo(tmp_path / "repo")
+    monkeypatch.setattr(noop, "ROOT", repo)
+    pending = noop.snakemake_pending_jobs()
+    assert pending > 10  # the whole smoke graph, report included
+    assert not noop.dvc_is_current()
+    monkeypatch.setattr(sys, "argv", ["noop.py", "--repeats", "1"])
+    noop.main()
+    table = capsys.readouterr().out
+    assert "| `dvc repro` | not measured: `dvc status` lists changed stages" in table
+    assert f"not measured: snakemake would run {pending} jobs here" in table
+    assert not (repo / "data" / "world").exists()  # nothing ran

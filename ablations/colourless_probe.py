@@ -1,0 +1,114 @@
+"""Why does Dark Miner leave stripes on prompts that name no colour? Three explanations, each measured.
+
+`residuals.py` showed that Dark Miner's `striped` residual sits in training phrasings without a colour
+word (11/33 against 0/27). This script tests three explanations on the grid's own artifacts, split by
+that same colour-word rule:
+
+1. **A weaker teacher.** Circumventing trains eps(x_t | c) towards the frozen model's eps_0(x_t | anchor).
+   If the anchor of a colourless phrasing ("a box") predicts nearly what its concept phrasing ("a striped
+   box") predicts, the training signal there is small. Measured: ||eps_0(x_t|prompt) - eps_0(x_t|anchor)||^2
+   on x_t noised from the undefended model's image of that prompt, at five timesteps.
+2. **Mining misses them.** The mined embeddings (`mined.safetensors`) might lie near colour-named
+   encodings only. Measured: cosine similarity of each mined embedding to each phrasing's encoding.
+3. **Circumventing does not reach them.** Measured: the same gap as (1) with the erased model on the
+   prompt side, ||eps_erased(x_t|prompt) - eps_0(x_t|anchor)||^2, and how much of the original gap it closed.
+
+Usage (repo root, after `dvc repro`): python ablations/colourless_probe.py [--concept striped]
+    [--method darkminer] [--draws 8] [--threads 2]
+Prints Markdown tables; no artifact of the pipeline is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import eraselab._compat  # noqa: F401  (before torchvision users)
+from eraselab._compat import set_threads
+from eraselab.attacks.base import image_latents, noised
+from eraselab.erasure.base import load_defended
+from eraselab.generate import SamplingConfig, encode_prompts, read_images
+from eraselab.models import load_pipeline
+from residuals import COLOUR_WORD
+
+TIMESTEPS = (100, 300, 500, 700, 900)
+
+
+def first_image_per_prompt(folder: Path) -> dict[str, np.ndarray]:
+    images, records = read_images(folder)
+    out: dict[str, np.ndarray] = {}
+    for image, record in zip(images, records):
+        out.setdefault(record["prompt"], image)
+    return out
+
+
+@torch.no_grad()
+def gaps(original, erased, prompt: str, anchor: str, image: np.ndarray, generator: torch.Generator,
+         draws: int) -> np.ndarray:
+    """Per timestep: [original prompt vs anchor, erased prompt vs original anchor] mean squared eps gaps,
+    averaged over ``draws`` noise draws."""
+    latent = image_latents(original, image[None]).expand(draws, -1, -1, -1)
+    prompt_c, anchor_c = encode_prompts(original, [prompt]), encode_prompts(original, [anchor])
+    rows = []
+    for t in TIMESTEPS:
+        x_t, _ = noised(original, latent, t, generator)
+        step = torch.tensor([t] * draws)
+        teacher = original.unet(x_t, step, encoder_hidden_states=anchor_c.expand(draws, -1, -1)).sample
+        before = original.unet(x_t, step, encoder_hidden_states=prompt_c.expand(draws, -1, -1)).sample
+        after = erased.unet(x_t, step, encoder_hidden_states=prompt_c.expand(draws, -1, -1)).sample
+        rows.append([((before - teacher) ** 2).mean().item(), ((after - teacher) ** 2).mean().item()])
+    return np.array(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concept", default="striped")
+    parser.add_argument("--method", default="darkminer")
+    parser.add_argument("--draws", type=int, default=8, help="noise draws per phrasing and timestep")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    set_threads(args.threads)
+
+    concept = json.loads(Path(f"data/prompts/concepts/{args.concept}/concept.json").read_text())
+    artifact = Path(f"models/erased/{args.method}/{args.concept}")
+    images = first_image_per_prompt(Path(f"data/generated/none/{args.concept}/target_train"))
+    original = load_pipeline("models/base", "cpu", fp16=False)
+    erased = load_pipeline("models/base", "cpu", fp16=False)
+    load_defended(erased, artifact, SamplingConfig())
+
+    pairs = [(p, a) for p, a in zip(concept["erase_prompts"], concept["anchor_prompts"]) if p in images]
+    named = np.array([bool(COLOUR_WORD.search(p)) for p, _ in pairs])
+    generator = torch.Generator().manual_seed(0)
+    # phrasing x timestep x (before, after)
+    measured = np.stack([gaps(original, erased, p, a, images[p], generator, args.draws) for p, a in pairs])
+    with torch.no_grad():
+        encodings = encode_prompts(original, [p for p, _ in pairs]).flatten(1)
+    from safetensors.torch import load_file
+
+    mined_file = artifact / "mined.safetensors"  # Dark Miner's; other methods mine nothing
+    mined = ([m.flatten() for k, m in sorted(load_file(mined_file).items()) if k != "none"]
+             if mined_file.exists() else [])
+    cosines = (torch.stack([torch.nn.functional.cosine_similarity(encodings, m[None]) for m in mined]).numpy()
+               if mined else np.zeros((0, len(pairs))))
+
+    print(f"{args.method} / {args.concept}: {len(pairs)} training phrasings with an undefended image, "
+          f"{len(mined)} mined embeddings\n")
+    print("| phrasings | n | teacher gap eps_0(prompt) vs eps_0(anchor), t = " + " / ".join(map(str, TIMESTEPS))
+          + " (x1e3) | after erasure, eps_erased(prompt) vs eps_0(anchor) (x1e3) | gap closed at t >= 700 | "
+          "mean cosine to mined embeddings |\n|---|---|---|---|---|---|")
+    for label, rows in (("colour named", named), ("no colour", ~named)):
+        block = measured[rows]
+        late = [i for i, t in enumerate(TIMESTEPS) if t >= 700]
+        closed = 1 - block[:, late, 1].sum() / block[:, late, 0].sum()
+        fmt = lambda v: " / ".join(f"{x * 1e3:.2f}" for x in v)  # noqa: E731
+        cos = f"{cosines[:, rows].mean():.3f}" if len(cosines) else "n/a"
+        print(f"| {label} | {int(rows.sum())} | {fmt(block[:, :, 0].mean(0))} | {fmt(block[:, :, 1].mean(0))} | "
+              f"{closed:.0%} | {cos} |")
+
+
+if __name__ == "__main__":
+    main()
