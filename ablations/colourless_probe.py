@@ -12,9 +12,11 @@ that same colour-word rule:
    encodings only. Measured: cosine similarity of each mined embedding to each phrasing's encoding.
 3. **Circumventing does not reach them.** Measured: the same gap as (1) with the erased model on the
    prompt side, ||eps_erased(x_t|prompt) - eps_0(x_t|anchor)||^2, and how much of the original gap it closed.
+4. **The erased model draws stripes for the anchors.** Measured: the anchor floor of `residuals.py`
+   (anchor prompts x ``--seeds`` seeds, judged), for the original and the erased model, by phrasing.
 
 Usage (repo root, after `dvc repro`): python ablations/colourless_probe.py [--concept striped]
-    [--method darkminer] [--draws 8] [--threads 2]
+    [--method darkminer] [--draws 8] [--seeds 4] [--threads 2]
 Prints Markdown tables; no artifact of the pipeline is written.
 """
 
@@ -33,7 +35,10 @@ from eraselab.attacks.base import image_latents, noised
 from eraselab.erasure.base import load_defended
 from eraselab.generate import SamplingConfig, encode_prompts, read_images
 from eraselab.models import load_pipeline
-from residuals import COLOUR_WORD
+from eraselab.concepts import Concept
+from eraselab.models.judge import load_judge
+from eraselab.params import load_params
+from residuals import COLOUR_WORD, anchor_floor
 
 TIMESTEPS = (100, 300, 500, 700, 900)
 
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--concept", default="striped")
     parser.add_argument("--method", default="darkminer")
     parser.add_argument("--draws", type=int, default=8, help="noise draws per phrasing and timestep")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per anchor prompt for the anchor floor")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     set_threads(args.threads)
@@ -108,6 +114,17 @@ def main() -> None:
         cos = f"{cosines[:, rows].mean():.3f}" if len(cosines) else "n/a"
         print(f"| {label} | {int(rows.sum())} | {fmt(block[:, :, 0].mean(0))} | {fmt(block[:, :, 1].mean(0))} | "
               f"{closed:.0%} | {cos} |")
+
+    g = load_params("params.yaml").generate
+    sampling = SamplingConfig(steps=g.steps, guidance=g.guidance, scheduler=g.scheduler, batch_size=g.batch_size)
+    judge = load_judge(Path("models/judge"))
+    concept_obj = Concept.from_json(concept)
+    print(f"\n| anchor floor ({args.seeds} seeds per anchor) | colour named | no colour |\n|---|---|---|")
+    for label, pipe in (("original model", original), (f"after {args.method}", erased)):
+        floor = anchor_floor(pipe, judge, concept_obj, sampling, args.seeds)
+        hits, named_anchor = floor["hits"], np.array([bool(COLOUR_WORD.search(p)) for p in floor["prompts"]])
+        print(f"| {label} | {int(hits[named_anchor].sum())}/{int(named_anchor.sum())} | "
+              f"{int(hits[~named_anchor].sum())}/{int((~named_anchor).sum())} |")
 
 
 if __name__ == "__main__":

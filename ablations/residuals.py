@@ -43,8 +43,9 @@ def anchor_floor(pipe, judge, concept: Concept, sampling: SamplingConfig, seeds:
     predicted = judge.predict(images)[concept.kind]
     names = judge.classes[concept.kind]
     counts = np.bincount(predicted, minlength=len(names))
-    return {"images": len(images), "rate": float(concept_present(judge, images, concept).mean()),
-            "classes": dict(zip(names, counts.tolist()))}
+    hits = concept_present(judge, images, concept)
+    return {"images": len(images), "rate": float(hits.mean()), "classes": dict(zip(names, counts.tolist())),
+            "hits": hits, "prompts": prompts}
 
 
 def residuals(judge, concept: Concept, folder: Path) -> dict:
@@ -94,7 +95,8 @@ def main() -> None:
                  for h, n in (r[split]["colour named"], r[split]["no colour"])]
         print(f"| {method} | " + " | ".join(cells) + " |")
     if args.json:
-        write_json(args.json, {"concept": args.concept, "anchor_floor": floor, "residuals": table})
+        summary = {k: v for k, v in floor.items() if k not in ("hits", "prompts")}  # per-image detail stays out
+        write_json(args.json, {"concept": args.concept, "anchor_floor": summary, "residuals": table})
 
 
 if __name__ == "__main__":
