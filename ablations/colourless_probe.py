@@ -1,8 +1,9 @@
-"""Why does Dark Miner leave stripes on prompts that name no colour? Three explanations, each measured.
+"""Why does Dark Miner leave stripes on prompts that name no colour? Four explanations, each measured.
 
 `residuals.py` showed that Dark Miner's `striped` residual sits in training phrasings without a colour
-word (11/33 against 0/27). This script tests three explanations on the grid's own artifacts, split by
-that same colour-word rule:
+word (11/33 against 0/27). This script tests four explanations on the grid's own artifacts, split by
+that same colour-word rule. Both models go through the defended path (`Defended`), so any method can be
+probed, inference-time ones included (``--method uce`` for comparison):
 
 1. **A weaker teacher.** Circumventing trains eps(x_t | c) towards the frozen model's eps_0(x_t | anchor).
    If the anchor of a colourless phrasing ("a box") predicts nearly what its concept phrasing ("a striped
@@ -28,14 +29,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 import eraselab._compat  # noqa: F401  (before torchvision users)
 from eraselab._compat import set_threads
 from eraselab.attacks.base import image_latents, noised
-from eraselab.erasure.base import load_defended
-from eraselab.generate import SamplingConfig, encode_prompts, read_images
-from eraselab.models import load_pipeline
 from eraselab.concepts import Concept
+from eraselab.erasure.base import Defended, load_defended
+from eraselab.generate import SamplingConfig, read_images
+from eraselab.models import load_pipeline
 from eraselab.models.judge import load_judge
 from eraselab.params import load_params
 from residuals import COLOUR_WORD, anchor_floor
@@ -52,19 +54,18 @@ def first_image_per_prompt(folder: Path) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def gaps(original, erased, prompt: str, anchor: str, image: np.ndarray, generator: torch.Generator,
-         draws: int) -> np.ndarray:
+def gaps(original: Defended, erased: Defended, prompt: str, anchor: str, image: np.ndarray,
+         generator: torch.Generator, draws: int) -> np.ndarray:
     """Per timestep: [original prompt vs anchor, erased prompt vs original anchor] mean squared eps gaps,
     averaged over ``draws`` noise draws."""
-    latent = image_latents(original, image[None]).expand(draws, -1, -1, -1)
-    prompt_c, anchor_c = encode_prompts(original, [prompt]), encode_prompts(original, [anchor])
+    latent = image_latents(original.pipe, image[None]).expand(draws, -1, -1, -1)
+    prompt_0, anchor_0 = (original.encode([text]).expand(draws, -1, -1) for text in (prompt, anchor))
+    prompt_erased = erased.encode([prompt]).expand(draws, -1, -1)
     rows = []
     for t in TIMESTEPS:
-        x_t, _ = noised(original, latent, t, generator)
-        step = torch.tensor([t] * draws)
-        teacher = original.unet(x_t, step, encoder_hidden_states=anchor_c.expand(draws, -1, -1)).sample
-        before = original.unet(x_t, step, encoder_hidden_states=prompt_c.expand(draws, -1, -1)).sample
-        after = erased.unet(x_t, step, encoder_hidden_states=prompt_c.expand(draws, -1, -1)).sample
+        x_t, _ = noised(original.pipe, latent, t, generator)
+        teacher = original.noise(x_t, t, anchor_0)
+        before, after = original.noise(x_t, t, prompt_0), erased.noise(x_t, t, prompt_erased)
         rows.append([((before - teacher) ** 2).mean().item(), ((after - teacher) ** 2).mean().item()])
     return np.array(rows)
 
@@ -79,22 +80,20 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
 
-    concept = json.loads(Path(f"data/prompts/concepts/{args.concept}/concept.json").read_text())
+    concept = Concept.from_json(json.loads(Path(f"data/prompts/concepts/{args.concept}/concept.json").read_text()))
     artifact = Path(f"models/erased/{args.method}/{args.concept}")
     images = first_image_per_prompt(Path(f"data/generated/none/{args.concept}/target_train"))
-    original = load_pipeline("models/base", "cpu", fp16=False)
-    erased = load_pipeline("models/base", "cpu", fp16=False)
-    load_defended(erased, artifact, SamplingConfig())
+    g = load_params("params.yaml").generate
+    sampling = SamplingConfig(steps=g.steps, guidance=g.guidance, scheduler=g.scheduler, batch_size=g.batch_size)
+    original = Defended(load_pipeline("models/base", "cpu"), "none", sampling)
+    erased = load_defended(load_pipeline("models/base", "cpu"), artifact, sampling)
 
-    pairs = [(p, a) for p, a in zip(concept["erase_prompts"], concept["anchor_prompts"]) if p in images]
+    pairs = [(p, a) for p, a in zip(concept.erase_prompts, concept.anchor_prompts) if p in images]
     named = np.array([bool(COLOUR_WORD.search(p)) for p, _ in pairs])
     generator = torch.Generator().manual_seed(0)
     # phrasing x timestep x (before, after)
     measured = np.stack([gaps(original, erased, p, a, images[p], generator, args.draws) for p, a in pairs])
-    with torch.no_grad():
-        encodings = encode_prompts(original, [p for p, _ in pairs]).flatten(1)
-    from safetensors.torch import load_file
-
+    encodings = original.encode([p for p, _ in pairs]).flatten(1)
     mined_file = artifact / "mined.safetensors"  # Dark Miner's; other methods mine nothing
     mined = ([m.flatten() for k, m in sorted(load_file(mined_file).items()) if k != "none"]
              if mined_file.exists() else [])
@@ -115,13 +114,10 @@ def main() -> None:
         print(f"| {label} | {int(rows.sum())} | {fmt(block[:, :, 0].mean(0))} | {fmt(block[:, :, 1].mean(0))} | "
               f"{closed:.0%} | {cos} |")
 
-    g = load_params("params.yaml").generate
-    sampling = SamplingConfig(steps=g.steps, guidance=g.guidance, scheduler=g.scheduler, batch_size=g.batch_size)
     judge = load_judge(Path("models/judge"))
-    concept_obj = Concept.from_json(concept)
     print(f"\n| anchor floor ({args.seeds} seeds per anchor) | colour named | no colour |\n|---|---|---|")
-    for label, pipe in (("original model", original), (f"after {args.method}", erased)):
-        floor = anchor_floor(pipe, judge, concept_obj, sampling, args.seeds)
+    for label, model in (("original model", original), (f"after {args.method}", erased)):
+        floor = anchor_floor(model, judge, concept, args.seeds)
         hits, named_anchor = floor["hits"], np.array([bool(COLOUR_WORD.search(p)) for p in floor["prompts"]])
         print(f"| {label} | {int(hits[named_anchor].sum())}/{int(named_anchor.sum())} | "
               f"{int(hits[~named_anchor].sum())}/{int((~named_anchor).sum())} |")

@@ -24,8 +24,9 @@ import numpy as np
 import eraselab._compat  # noqa: F401  (before torchvision users)
 from eraselab._compat import set_threads
 from eraselab.concepts import Concept
+from eraselab.erasure.base import Defended
 from eraselab.evaluation.cell import concept_present
-from eraselab.generate import SamplingConfig, generate_prompts, read_images
+from eraselab.generate import SamplingConfig, read_images
 from eraselab.io import write_json
 from eraselab.models import load_pipeline
 from eraselab.models.judge import load_judge
@@ -35,11 +36,12 @@ from eraselab.world.vocabulary import SYNONYMS
 COLOUR_WORD = re.compile(r"\b(" + "|".join(w for ws in SYNONYMS["colour"].values() for w in ws) + r")\b")
 
 
-def anchor_floor(pipe, judge, concept: Concept, sampling: SamplingConfig, seeds: int) -> dict:
-    """Rate of ``concept`` in the undefended model's images of every anchor prompt, ``seeds`` seeds each."""
+def anchor_floor(model: Defended, judge, concept: Concept, seeds: int) -> dict:
+    """Rate of ``concept`` in ``model``'s images of every anchor prompt, ``seeds`` seeds each (per image in
+    ``hits``); ``model`` is a (possibly defended) generation path."""
     prompts = [a for a in concept.anchor_prompts for _ in range(seeds)]
     seed_list = [s for _ in concept.anchor_prompts for s in range(seeds)]
-    images = generate_prompts(pipe, prompts, seed_list, sampling, progress=False)
+    images = model.generate_prompts(prompts, seed_list)
     predicted = judge.predict(images)[concept.kind]
     names = judge.classes[concept.kind]
     counts = np.bincount(predicted, minlength=len(names))
@@ -81,7 +83,8 @@ def main() -> None:
     judge = load_judge(Path("models/judge"))
     g = params.generate
     sampling = SamplingConfig(steps=g.steps, guidance=g.guidance, scheduler=g.scheduler, batch_size=g.batch_size)
-    floor = anchor_floor(load_pipeline("models/base", device="cpu"), judge, concept, sampling, args.seeds)
+    floor = anchor_floor(Defended(load_pipeline("models/base", device="cpu"), "none", sampling), judge, concept,
+                         args.seeds)
     print(f"## Anchor floor, `{args.concept}`: the undefended model on {len(concept.anchor_prompts)} anchor "
           f"prompts × {args.seeds} seeds\n")
     print(f"rate {floor['rate']:.3f} ({floor['images']} images); judge classes: {floor['classes']}\n")

@@ -25,11 +25,6 @@ from pathlib import Path
 
 ROOT = Path.cwd()  # the checkout to measure: run from its root
 SNAKEMAKE = ["snakemake", "--cores", "2", "reports/"]
-# command, target seconds, and how its output says it ran a job
-COMMANDS = {
-    "dvc repro": (["dvc", "repro"], 2.0, lambda out: "Running stage" in out),
-    "snakemake --cores 2 reports/": (SNAKEMAKE, 3.0, lambda out: "Nothing to be done" not in out),
-}
 
 
 def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
@@ -54,13 +49,22 @@ def dvc_is_current() -> bool:
     return run(["dvc", "status", "--quiet"], check=False).returncode == 0
 
 
-def why_not_a_noop(name: str) -> str | None:
-    """None where ``name`` has nothing to run here, else why it is not measured."""
-    if name.startswith("dvc"):
-        return None if dvc_is_current() else "`dvc status` lists changed stages: run `dvc repro` first"
+def dvc_pending() -> str | None:
+    return None if dvc_is_current() else "`dvc status` lists changed stages: run `dvc repro` first"
+
+
+def snakemake_pending() -> str | None:
     pending = snakemake_pending_jobs()
     return (f"snakemake would run {pending} jobs here (outputs DVC wrote look stale to it): measure in a copy "
             "after `snakemake --touch --cores 1 reports/`") if pending else None
+
+
+# command, target seconds, how its output says it ran a job, and why it is no no-op here (None: it is one)
+COMMANDS = {
+    "dvc repro": (["dvc", "repro"], 2.0, lambda out: "Running stage" in out, dvc_pending),
+    "snakemake --cores 2 reports/": (SNAKEMAKE, 3.0, lambda out: "Nothing to be done" not in out,
+                                     snakemake_pending),
+}
 
 
 def slurm_probe_s() -> float | None:
@@ -81,15 +85,15 @@ def main() -> None:
     args = parser.parse_args()
     print("| no-op command | median of %d (s) | target (s) | ran a job? |\n|---|---|---|---|" % args.repeats)
     probe = slurm_probe_s()
-    for name, (cmd, target, ran_a_job) in COMMANDS.items():
-        if reason := why_not_a_noop(name):
+    for name, (cmd, target, ran_a_job, not_a_noop) in COMMANDS.items():
+        if reason := not_a_noop():
             print(f"| `{name}` | not measured: {reason} | {target} | no |")
             continue
         runs = [timed(cmd) for _ in range(args.repeats)]
         median = statistics.median(t for t, _ in runs)
         did_work = any(ran_a_job(out) for _, out in runs)
         rows = [(f"`{name}`", median)]
-        if probe is not None and name.startswith("snakemake"):
+        if probe is not None and cmd is SNAKEMAKE:
             rows.append((f"`{name}` less the SLURM plugin's `scontrol` probe ({probe:.2f} s)", median - probe))
         for label, seconds in rows:
             print(f"| {label} | {seconds:.2f} | {target} ({'met' if seconds <= target else 'missed'}) | "
