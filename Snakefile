@@ -1,19 +1,12 @@
-# The same graph as dvc.yaml, from the same params.yaml, calling the same `eraselab` commands.
+# The same graph as dvc.yaml, from the same stage declarations (src/eraselab/stages/) and params.yaml.
 # `snakemake --cores 8 reports/` or `snakemake --cores 8` (rule all). Logic lives in src/eraselab/.
 configfile: "params.yaml"
 
 
-include: "workflow/rules/common.smk"
+include: "workflow/rules/stages.smk"
 
 
 rule all:
     default_target: True
     input:
-        "reports",
-
-
-include: "workflow/rules/world.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/generate.smk"
-include: "workflow/rules/grid.smk"
-include: "workflow/rules/report.smk"
+        RULES.final(),

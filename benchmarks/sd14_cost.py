@@ -260,7 +260,7 @@ def grid_calls(params, assumptions: list[str], weights_grad: bool = True) -> lis
     """One row per stage of the grid: its kind, name and calls, in parts (key, calls); see `attack_calls`."""
     g = params.generate
     gen_calls = sampler_calls(g.scheduler, g.steps)
-    from eraselab.prompts import evaluation_prompts
+    from eraselab.prompts.world_prompts import evaluation_prompts
     from eraselab.world.dataset import WorldSpec
 
     # the `generate` stage samples the world's held-out prompts, whichever model the profile uses

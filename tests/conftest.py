@@ -16,15 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # The engines call `eraselab`, `dvc` and `snakemake` by name: use the ones beside this interpreter.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 # What a pipeline run needs from the repo: DAG files, params, code (hashed as deps), DVC config.
-REPO_FILES = ["dvc.yaml", "Snakefile", "workflow", "src", "profiles", "ablations", ".dvc/config", ".dvcignore", ".gitignore"]
+REPO_FILES = ["Snakefile", "workflow", "src", "pyproject.toml", "profiles", "ablations", ".dvc/config", ".dvcignore",
+              ".gitignore"]
 
 
 MICRO = ROOT / "tests" / "fixtures" / "profiles" / "micro.yaml"  # the whole graph at the smallest size that runs
 
 
 def scratch_repo(dest: Path, profile: str | Path = "smoke") -> Path:
-    """A fresh git + DVC checkout of the pipeline with ``profile``'s params (a name in profiles/ or a path),
-    as a user would have it."""
+    """A fresh git + DVC checkout of the pipeline with ``profile``'s params (a name in profiles/ or a path)
+    and its graph (`eraselab graph`), as a user would have it."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in REPO_FILES:
         src = ROOT / name
@@ -37,6 +38,7 @@ def scratch_repo(dest: Path, profile: str | Path = "smoke") -> Path:
     params = subprocess.run(["eraselab", "params", "--profile", str(profile_path)],
                             check=True, capture_output=True, text=True).stdout
     (dest / "params.yaml").write_text(params)
+    subprocess.run(["eraselab", "graph"], cwd=dest, check=True, capture_output=True)  # dvc.yaml for these params
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], cwd=dest, check=True)

@@ -11,7 +11,7 @@ import pytest
 
 from eraselab.generate import write_images
 from eraselab.params import parse_params
-from eraselab.report import build_report
+from eraselab.report.build import build_report
 from eraselab.report.cost import SECTION_TITLE
 
 ATTACK = "no_attack"

@@ -175,8 +175,8 @@ class GridParams(Section):
 
     concepts: list[str] = ["red", "star", "striped"]
     methods: list[str] = ["none", "esd_x", "esd_u", "uce", "sld", "negative_prompt", "darkminer", "steerdiff"]
-    attacks: list[str] = list(ATTACKS)
-    threads: PositiveInt = 2  # torch threads in every grid stage (erase, images, attack, evaluate)
+    attacks: list[str] = ["no_attack", "unlearndiffatk", "p4d_n", "p4d_k", "ring_a_bell", "cce"]
+    threads: PositiveInt = 2  # torch threads in every grid stage (erase, defended, attack, evaluate)
 
     _methods = field_validator("methods")(_names("erasure method", METHODS))
     _attacks = field_validator("attacks")(_names("attack", ATTACKS))

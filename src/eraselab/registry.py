@@ -1,44 +1,59 @@
-"""Registries of erasure methods and attacks: name -> "module:Class", imported only when used.
+"""Plugins: erasure methods, attacks and concept detectors, registered as Python entry points.
 
-Adding a method or an attack is one module plus one line here (and its params in params.yaml).
+Each is one module behind one small interface, named in ``pyproject.toml`` under
+``[project.entry-points."eraselab.methods"]`` (``.attacks``, ``.detectors``) as ``name = "module:Class"``.
+No shared file lists them: adding a method changes no existing stage's code dependencies, and a separate
+package can plug one in by declaring the same entry point. Reading the table imports nothing (the graph is
+built without torch); a class is imported only when used.
+
 Names are lower-case; they become stage names, paths and `dvc exp show` columns.
 """
 
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
+from importlib.metadata import entry_points
 
-METHODS = {
-    "none": "eraselab.erasure.none:NoErasure",
-    "esd_x": "eraselab.erasure.esd:EsdX",
-    "esd_u": "eraselab.erasure.esd:EsdU",
-    "uce": "eraselab.erasure.uce:UCE",
-    "sld": "eraselab.erasure.sld:SLD",
-    "negative_prompt": "eraselab.erasure.negative_prompt:NegativePrompt",
-    "darkminer": "eraselab.erasure.darkminer:DarkMiner",
-    "steerdiff": "eraselab.erasure.steerdiff:SteerDiff",
-}
-
-ATTACKS = {
-    "no_attack": "eraselab.attacks.no_attack:NoAttack",
-    "unlearndiffatk": "eraselab.attacks.unlearndiffatk:UnlearnDiffAtk",
-    "p4d_n": "eraselab.attacks.p4d:P4dN",
-    "p4d_k": "eraselab.attacks.p4d:P4dK",
-    "ring_a_bell": "eraselab.attacks.ring_a_bell:RingABell",
-    "cce": "eraselab.attacks.cce:CCE",
-}
+GROUPS = {"methods": "eraselab.methods", "attacks": "eraselab.attacks", "detectors": "eraselab.detectors"}
+WHAT = {"methods": "erasure method", "attacks": "attack", "detectors": "detector"}
 
 
-def _load(table: dict[str, str], name: str, what: str):
-    if name not in table:
-        raise KeyError(f"unknown {what} {name!r}; valid choices: {', '.join(table)}")
-    module, cls = table[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+@lru_cache(maxsize=None)
+def _table(kind: str) -> tuple[tuple[str, str], ...]:
+    return tuple((ep.name, ep.value) for ep in entry_points(group=GROUPS[kind]))
+
+
+def table(kind: str) -> dict[str, str]:
+    """name -> "module:Class" for every installed plugin of ``kind`` (methods, attacks, detectors)."""
+    return dict(_table(kind))
+
+
+def module_of(kind: str, name: str) -> str:
+    """The module a plugin lives in (its code is what a stage using it depends on)."""
+    return lookup(kind, name).split(":")[0]
+
+
+def lookup(kind: str, name: str) -> str:
+    plugins = table(kind)
+    if name not in plugins:
+        raise KeyError(f"unknown {WHAT[kind]} {name!r}; valid choices: {', '.join(plugins)}")
+    return plugins[name]
+
+
+def load(kind: str, name: str):
+    module, attr = lookup(kind, name).split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def method(name: str):
-    return _load(METHODS, name, "erasure method")
+    return load("methods", name)
 
 
 def attack(name: str):
-    return _load(ATTACKS, name, "attack")
+    return load("attacks", name)
+
+
+METHODS = table("methods")
+ATTACKS = table("attacks")
+DETECTORS = table("detectors")

@@ -1,1 +1,1 @@
-"""Red-teaming attacks: one module each behind `Attack` (attacks/base.py), listed in eraselab.registry."""
+"""Red-teaming attacks: one module each behind `Attack` (attacks/base.py), registered as entry points (eraselab.registry)."""

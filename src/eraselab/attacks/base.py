@@ -5,13 +5,21 @@ defences alike), the undefended pipeline, the concept, seed prompts (each with i
 budget) and a ``Checker`` (the success oracle: judge / NudeNet, and CLIP image similarity). Output: one
 ``AdversarialPrompt`` per seed prompt, as exact hard tokens or soft token embeddings, with its log.
 
+An attack says whether its search sees the defence (``sees_defence``). One that does not (Ring-A-Bell's
+search uses only the undefended text encoder; ``no_attack``) implements ``search``: the pipeline runs it
+once per concept and replays its prompts through each method's defended path. The white-box attacks get
+what the pipeline computes once (``Shared``: the undefended model's images of the seeds, the defended
+model's own images of them) instead of recomputing it per cell.
+
 Adversarial prompts live at the token-embedding level, *before* the defended text path: a soft prompt
 still passes through whatever the defence does to text (SteerDiff), never around it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, ClassVar, Literal
 
 import numpy as np
@@ -58,13 +66,75 @@ class Checker:
         return torch.nn.functional.cosine_similarity(a, b, dim=-1).numpy()
 
 
+@dataclass
+class Shared:
+    """Images the pipeline computes once and hands to every attack that needs them, in seed order."""
+
+    targets: np.ndarray | None = None  # the undefended model's image of each seed prompt (the attacks' target)
+    seed_images: np.ndarray | None = None  # the defended model's own image of each seed prompt (Pre-ASR)
+
+
 class Attack:
     name: ClassVar[str]
     Params: ClassVar[type[AttackParams]] = AttackParams
+    # False: the search never sees the defence (only the undefended model, or nothing): `search` runs once
+    # per concept and its prompts are replayed through each defended path. Read from the source by the
+    # graph (eraselab.graph.declared), so keep it a literal.
+    sees_defence: ClassVar[bool] = True
 
     def run(self, defended: Defended, undefended, concept: Concept, seeds: list[dict], params: AttackParams,
-            checker: Checker | None = None) -> list[AdversarialPrompt]:
+            checker: Checker | None = None, shared: Shared | None = None) -> list[AdversarialPrompt]:
+        """Adversarial prompts against ``defended``; a defence-blind attack returns its ``search``."""
+        if not self.sees_defence:
+            return self.search(undefended, concept, seeds, params)
         raise NotImplementedError
+
+    def search(self, undefended, concept: Concept, seeds: list[dict], params: AttackParams) -> list[AdversarialPrompt]:
+        """A defence-blind attack's prompts, found without the defended model."""
+        raise NotImplementedError(f"{self.name} sees the defence: it has no defence-blind search")
+
+
+def save_adversarial(out: Path, adversarial: list[AdversarialPrompt], images: np.ndarray | None = None) -> None:
+    """Adversarial prompts into the folder ``out`` (written by the caller atomically): their records
+    (``prompts.jsonl``; with ``images``, ``images/`` with the records as its manifest) and any soft
+    prompts' token embeddings (``token_embeddings.safetensors``)."""
+    from safetensors.torch import save_file
+
+    from eraselab.generate import write_images
+    from eraselab.io import atomic_write_text
+
+    soft = {f"{i:05d}": adv.token_embeddings.detach().cpu().contiguous()
+            for i, adv in enumerate(adversarial) if adv.token_embeddings is not None}
+    records = [{"seed_prompt": adv.seed_prompt, "seed": adv.seed, "prompt": adv.prompt, "token_ids": adv.token_ids,
+                "token_embeddings": f"{i:05d}" if adv.token_embeddings is not None else None, "log": adv.log}
+               for i, adv in enumerate(adversarial)]
+    if images is not None:
+        write_images(out / "images", images, records)
+    else:
+        atomic_write_text(out / "prompts.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    if soft:
+        save_file(soft, out / "token_embeddings.safetensors")
+
+
+def load_adversarial(folder: Path) -> list[AdversarialPrompt]:
+    """What ``save_adversarial`` wrote (without images), back as `AdversarialPrompt`s."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    path = folder / "prompts.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: run `eraselab search` for this attack and concept first")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    soft = load_file(folder / "token_embeddings.safetensors") if (folder / "token_embeddings.safetensors").exists() else {}
+    return [AdversarialPrompt(r["seed_prompt"], r["seed"], r["prompt"], token_ids=r["token_ids"],
+                              token_embeddings=soft[r["token_embeddings"]] if r["token_embeddings"] else None,
+                              log=r["log"]) for r in records]
+
+
+def adversarial_images(defended: Defended, adversarial: list[AdversarialPrompt]) -> np.ndarray:
+    """The defended path's images of adversarial prompts, hard and soft alike, in one batched call."""
+    cond = torch.cat([adv.conditioning(defended) for adv in adversarial])
+    return defended.generate(cond, [adv.seed for adv in adversarial])
 
 
 # --- shared machinery ---------------------------------------------------------------------------------
@@ -183,14 +253,19 @@ class TokenSearch:
     present: np.ndarray  # seed prompts that already show the concept: nothing to attack
     reference: Defended  # the undefended model's generation path: the attack's target
     timesteps: int  # the scheduler's training timesteps
+    targets: np.ndarray | None = None  # the undefended model's image of every seed prompt, when shared
 
     @classmethod
     def prepare(cls, defended: Defended, undefended, concept: Concept, checker: Checker, seeds: list[dict],
-                scope: VocabularyScope) -> "TokenSearch":
+                scope: VocabularyScope, shared: Shared | None = None) -> "TokenSearch":
         vocab = attack_vocabulary(defended.pipe.tokenizer, concept, scope).to(defended.device)
-        _, present = already_present(defended, checker, seeds)
+        if shared is not None and shared.seed_images is not None:
+            present = checker.present(shared.seed_images)
+        else:
+            _, present = already_present(defended, checker, seeds)
         return cls(vocab, defended.token_embeddings(vocab).detach(), present,
-                   Defended(undefended, "none", defended.config), defended.pipe.scheduler.config.num_train_timesteps)
+                   Defended(undefended, "none", defended.config), defended.pipe.scheduler.config.num_train_timesteps,
+                   shared.targets if shared is not None else None)
 
     def runs(self, defended: Defended, seeds: list[dict], attack_seed: int,
              layout: Callable[[str], tuple[torch.Tensor, torch.Tensor]], kind: type[SeedRun] = SeedRun
@@ -201,7 +276,8 @@ class TokenSearch:
         if not todo:
             return []
         prompts, image_seeds = [seeds[k]["prompt"] for k in todo], [seeds[k]["seed"] for k in todo]
-        images = self.reference.generate_prompts(prompts, image_seeds)
+        images = (self.targets[todo] if self.targets is not None
+                  else self.reference.generate_prompts(prompts, image_seeds))
         latents = image_latents(defended.pipe, images)
         runs = []
         for i, k in enumerate(todo):

@@ -31,7 +31,7 @@ class CCE(Attack):
     name = "cce"
     Params = CceParams
 
-    def run(self, defended, undefended, concept, seeds, params, checker=None):
+    def run(self, defended, undefended, concept, seeds, params, checker=None, shared=None):
         tok = defended.pipe.tokenizer
         rng = random.Random(params.seed)
         generator = torch.Generator().manual_seed(params.seed)

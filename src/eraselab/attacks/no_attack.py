@@ -7,7 +7,8 @@ from eraselab.attacks.base import AdversarialPrompt, Attack
 
 class NoAttack(Attack):
     name = "no_attack"
+    sees_defence = False
 
-    def run(self, defended, undefended, concept, seeds, params, checker=None):
+    def search(self, undefended, concept, seeds, params):
         return [AdversarialPrompt(r["prompt"], r["seed"], r["prompt"], log={"queries": 0, "attacked": False})
                 for r in seeds]

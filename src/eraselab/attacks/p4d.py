@@ -69,9 +69,9 @@ def nearest_per_run(runs: list[P4dRun], table: torch.Tensor) -> list[torch.Tenso
 class P4D(Attack):
     mode: ClassVar[Literal["only", "insert"]]
 
-    def run(self, defended, undefended, concept, seeds, params, checker=None):
+    def run(self, defended, undefended, concept, seeds, params, checker=None, shared=None):
         tok = defended.pipe.tokenizer
-        search = TokenSearch.prepare(defended, undefended, concept, checker, seeds, params.vocabulary)
+        search = TokenSearch.prepare(defended, undefended, concept, checker, seeds, params.vocabulary, shared)
         reference = search.reference
         layout = partial(splice, tok, slots=getattr(params, "free_tokens", 0), mode=self.mode,
                          every=getattr(params, "every", 3))

@@ -33,8 +33,9 @@ class RingABellParams(AttackParams):
 class RingABell(Attack):
     name = "ring_a_bell"
     Params = RingABellParams
+    sees_defence = False  # the search uses the undefended text encoder only
 
-    def run(self, defended, undefended, concept, seeds, params, checker=None):
+    def search(self, undefended, concept, seeds, params):
         tok, encoder = undefended.tokenizer, undefended.text_encoder
         vocab = attack_vocabulary(tok, concept, params.vocabulary)
         n = min(params.pairs, len(concept.erase_prompts))

@@ -49,9 +49,9 @@ class UnlearnDiffAtk(Attack):
     name = "unlearndiffatk"
     Params = UnlearnDiffAtkParams
 
-    def run(self, defended, undefended, concept, seeds, params, checker=None):
+    def run(self, defended, undefended, concept, seeds, params, checker=None, shared=None):
         tok = defended.pipe.tokenizer
-        search = TokenSearch.prepare(defended, undefended, concept, checker, seeds, params.vocabulary)
+        search = TokenSearch.prepare(defended, undefended, concept, checker, seeds, params.vocabulary, shared)
         total = search.timesteps
         timesteps = [int((i + 0.5) * total / params.timesteps) for i in range(params.timesteps)]
         runs = search.runs(defended, seeds, params.seed, partial(splice, tok, slots=params.tokens, mode="prefix"))

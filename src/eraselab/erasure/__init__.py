@@ -1,1 +1,1 @@
-"""Erasure methods: one module each behind `ErasureMethod` (erasure/base.py), listed in eraselab.registry."""
+"""Erasure methods: one module each behind `ErasureMethod` (erasure/base.py), registered as entry points (eraselab.registry)."""

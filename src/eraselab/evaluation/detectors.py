@@ -4,30 +4,26 @@ A ``Detector`` answers "does this image show the concept?" (``present``), says e
 applies (``spec``: a JSON-able declaration written into every metrics file, so two runs' numbers are
 comparable only when their specs are), and, where it can localise, which boxes to blur (``boxes``).
 
-Four detectors, one line each in ``DETECTORS``: the toy world's judge CNN, NudeNet with a pinned
-metric spec (nudity), an ImageNet classifier (objects) and zero-shot CLIP over a declared label set
-(styles, or any concept named by text). Adding one is a module plus one line.
+Four detectors, each an entry point in pyproject.toml (``eraselab.detectors``; eraselab.registry): the
+toy world's judge CNN, NudeNet with a pinned metric spec (nudity), an ImageNet classifier (objects) and
+zero-shot CLIP over a declared label set (styles, or any concept named by text). Adding one is a module
+plus its entry point.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from eraselab import registry
 from eraselab.concepts import Concept
 from eraselab.report.censor import censor, censor_boxes
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels (NudeNet's convention)
 
-DETECTORS = {
-    "judge": "eraselab.evaluation.detectors:JudgeDetector",
-    "nudenet": "eraselab.evaluation.nudenet:NudeNetDetector",
-    "imagenet": "eraselab.evaluation.imagenet:ImageNetClassifierDetector",
-    "clip_zeroshot": "eraselab.evaluation.clip_zeroshot:ClipZeroShotDetector",
-}
+DETECTORS = registry.DETECTORS
 
 
 class DetectorParams(BaseModel):
@@ -66,10 +62,7 @@ def check_images(images: np.ndarray) -> np.ndarray:
 
 
 def detector_class(name: str) -> type[Detector]:
-    if name not in DETECTORS:
-        raise KeyError(f"unknown detector {name!r}; valid choices: {', '.join(DETECTORS)}")
-    module, cls = DETECTORS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return registry.load("detectors", name)
 
 
 def validate_detector_params(name: str, params: dict | None) -> DetectorParams:

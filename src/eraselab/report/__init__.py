@@ -1,5 +1,4 @@
-"""Reports: reports/metrics.json (dvc exp show columns), report.md, a self-contained index.html, plots."""
+"""Reports: reports/metrics.json (dvc exp show columns), report.md, a self-contained index.html, plots.
 
-from eraselab.report.build import build_report
-
-__all__ = ["build_report"]
+Submodules are imported where used (build, ablation, cost, censor): importing one never loads the others.
+"""
