@@ -44,7 +44,7 @@ def test_missing_spec_lists_the_available_ones(tmp_path):
 def test_variants_become_dvc_set_params_on_the_methods_cells(tmp_path):
     path = write(tmp_path, "method: steerdiff\nconcepts: [red, star]\nvariants: {w: {widen_word: false, epsilon: 2.0}}\n")
     spec = ablation.load_spec(path)
-    assert ablation.targets(spec) == ["evaluate_cell@steerdiff-red-no_attack", "evaluate_cell@steerdiff-star-no_attack"]
+    assert ablation.targets(spec) == ["evaluate.steerdiff.red", "evaluate.steerdiff.star"]
     assert ablation._set_args(spec, spec.variants["w"]) == ["-S", "erase.steerdiff.widen_word=false",
                                                             "-S", "erase.steerdiff.epsilon=2.0"]
 

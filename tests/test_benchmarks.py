@@ -190,9 +190,9 @@ def test_stages_groups_kinds_and_plots(tmp_path):
 
     stages = bench("stages")
     assert stages.collect is cost.collect  # one implementation: the report's cost section uses it too
-    records = {"data/world": ("world", 4.0, 500.0), "models/erased/esd_x/red": ("erase", 60.0, 900.0),
-               "models/erased/esd_x/star": ("erase", 80.0, 950.0), "models/erased/uce/red": ("erase", 2.0, 700.0),
-               "data/attacks/esd_x/red/cce": ("attack", 30.0, 5000.0), "reports": ("report", 9.0, 600.0)}
+    records = {"world": ("world", 4.0, 500.0), "erase.esd_x.red": ("erase", 60.0, 900.0),
+               "erase.esd_x.star": ("erase", 80.0, 950.0), "erase.uce.red": ("erase", 2.0, 700.0),
+               "attack.esd_x.red.cce": ("attack", 30.0, 5000.0), "report": ("report", 9.0, 600.0)}
     for out, (stage, wall, rss) in records.items():
         path = tmp_path / "stages" / f"{out}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ def test_success_replaces_whole_directory(tmp_path):
 
 def test_killed_stage_leaves_no_partial_output_and_a_rerun_completes(tmp_path):
     (tmp_path / "params.yaml").write_text("world: {n_train: 200000, n_judge_train: 10, n_judge_test: 10}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "eraselab.cli", "world", "--out", "data/world"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "eraselab.cli", "world"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not list((tmp_path / "data").glob(".world.tmp-*")) and time.time() < deadline:
@@ -44,7 +44,7 @@ def test_killed_stage_leaves_no_partial_output_and_a_rerun_completes(tmp_path):
     proc.wait()
     assert not (tmp_path / "data" / "world").exists()
     (tmp_path / "params.yaml").write_text("world: {n_train: 30, n_judge_train: 10, n_judge_test: 10}\n")
-    subprocess.run([sys.executable, "-m", "eraselab.cli", "world", "--out", "data/world"], cwd=tmp_path, check=True,
+    subprocess.run([sys.executable, "-m", "eraselab.cli", "world"], cwd=tmp_path, check=True,
                    capture_output=True)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["world"]
     assert (tmp_path / "data" / "world" / "world.json").exists()

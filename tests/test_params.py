@@ -42,11 +42,11 @@ def test_profiles_parse(profile):
 
 def test_cli_reports_bad_params_before_any_compute(tmp_path):
     (tmp_path / "params.yaml").write_text("world:\n  shapes: [circle, blob]\n")
-    result = subprocess.run(["eraselab", "world", "--out", str(tmp_path / "w")], cwd=tmp_path,
+    result = subprocess.run(["eraselab", "world"], cwd=tmp_path,
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "world.shapes" in result.stderr and "blob" in result.stderr
-    assert not (tmp_path / "w").exists()
+    assert not (tmp_path / "data").exists()
 
 
 def test_malformed_yaml_is_named(tmp_path):
@@ -71,7 +71,7 @@ def test_a_bad_component_block_is_named_when_writing_params(block, hint):
     ({"real_concepts": {"nudity": {"preset": "nudityy"}}}, "real_concepts.nudity: unknown real concept preset 'nudityy'; valid choices: nudity, church"),
     ({"real_concepts": {"red": {"preset": "church"}}}, "real_concepts.red: the toy world already has a concept of that name"),
     ({"grid": {"concepts": ["church"]}, "real_concepts": {"church": {"preset": "church"}}},
-     "evaluation.detectors.church: missing; a real concept needs a detector (valid choices: nudenet, imagenet, clip_zeroshot)"),
+     "evaluation.detectors.church: missing; a real concept needs a detector (valid choices: clip_zeroshot, imagenet, nudenet)"),
     ({"evaluation": {"detectors": {"red": {"name": "nudenett"}}}}, "unknown detector 'nudenett'; valid choices: judge, nudenet"),
     ({"evaluation": {"detectors": {"red": {"name": "nudenet", "params": {"preset": "strict"}}}}}, "preset"),
     ({"evaluation": {"fid_reference": "esd_q"}}, "evaluation.fid_reference: 'esd_q' is not in grid.methods"),

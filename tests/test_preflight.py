@@ -49,7 +49,7 @@ def test_a_stage_on_sd14_without_weights_stops_before_writing_anything(tmp_path)
                             capture_output=True, text=True, check=True).stdout
     (tmp_path / "params.yaml").write_text(params)
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    result = subprocess.run(["eraselab", "world", "--out", "data/world"], cwd=tmp_path, capture_output=True,
+    result = subprocess.run(["eraselab", "world"], cwd=tmp_path, capture_output=True,
                             text=True, env=env)
     assert result.returncode == 2
     assert "external file(s) missing; nothing was computed" in result.stderr and "hf download" in result.stderr

@@ -15,9 +15,9 @@ from eraselab.report.build import build_report
 from eraselab.report.cost import SECTION_TITLE
 
 ATTACK = "no_attack"
-RECORDS = {"data/world": ("world", 4.0, 500.0), "models/erased/esd_x/red": ("erase", 60.0, 900.0),
-           "models/erased/esd_x/star": ("erase", 80.3, 950.0), "models/erased/uce/red": ("erase", 2.0, 700.0),
-           "data/attacks/esd_x/red/cce": ("attack", 30.0, 5000.0), "metrics/base_model.json": ("evaluate", 7.5, 800.0)}
+RECORDS = {"world": ("world", 4.0, 500.0), "erase.esd_x.red": ("erase", 60.0, 900.0),
+           "erase.esd_x.star": ("erase", 80.3, 950.0), "erase.uce.red": ("erase", 2.0, 700.0),
+           "attack.esd_x.red.cce": ("attack", 30.0, 5000.0), "evaluate_base": ("evaluate_base", 7.5, 800.0)}
 
 
 def _json(path: Path, data) -> None:
@@ -78,7 +78,7 @@ def test_cost_section_shows_per_kind_numbers_and_leaves_metrics_alone(inputs):
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| stage kind | stages | total wall (s) | slowest (s) | max peak RSS (MB) |")
     assert rows[1:] == ["| world | 1 | 4.0 | 4.0 | 500 | yes |",  # the DAG's order, erase split per method
-                        "| evaluate | 1 | 7.5 | 7.5 | 800 | yes |",
+                        "| evaluate_base | 1 | 7.5 | 7.5 | 800 | yes |",
                         "| erase esd_x | 2 | 140.3 | 80.3 | 950 | yes |",
                         "| erase uce | 1 | 2.0 | 2.0 | 700 | yes |",
                         "| attack cce | 1 | 30.0 | 30.0 | 5000 | **no** |",

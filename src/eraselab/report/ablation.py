@@ -80,7 +80,7 @@ def experiment_name(path: Path, variant: str) -> str:
 
 
 def targets(spec: AblationSpec) -> list[str]:
-    return [f"evaluate_cell@{spec.method}-{c}-{spec.attack}" for c in spec.concepts]
+    return [f"evaluate.{spec.method}.{c}" for c in spec.concepts]
 
 
 def _set_args(spec: AblationSpec, values: dict) -> list[str]:

@@ -1,8 +1,8 @@
 """Per-stage cost of the runs in this checkout: wall time and peak memory per stage kind, from logs/stages/.
 
-Every CLI stage writes logs/stages/<its output>.json = {stage, wall_s, peak_rss_mb} (eraselab.io.record_stage).
-Kinds: the stage's command, with erase split per method and attack per attack (their output paths name
-them), in the pipeline's order. Per kind: count, total and max wall seconds, max peak RSS against the 4 GB
+Every stage writes logs/stages/<its job name>.json = {stage, wall_s, peak_rss_mb} (eraselab.stages.execute),
+e.g. logs/stages/attack.esd_x.red.p4d_n.json. Kinds: the stage kind, with erase split per method and attack
+and search per attack (the job name holds them), in the graph's order. Per kind: count, total and max wall seconds, max peak RSS against the 4 GB
 target. One implementation for the report's cost section and for benchmarks/stages.py.
 
 These records are untracked measurements, never inputs of a cached result: nothing here may enter
@@ -16,24 +16,27 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from eraselab.stages import KINDS
+
 PEAK_RSS_TARGET_MB = 4096  # issue "Benchmarks and speed": <= 4 GB per stage in the toy world
 COLD_RUN_TARGET_S = 45 * 60  # the whole default toy grid cold, base model included
-# the pipeline's order, so the table reads like the DAG; kinds not listed follow alphabetically
-ORDER = ["world", "base-model", "judge", "clip", "prompts", "concept-prompts", "generate", "evaluate", "erase",
-         "defended-images", "attack", "evaluate-cell", "quality", "report"]
+# the graph's order, so the table reads like the DAG; kinds not listed follow alphabetically
+ORDER = list(KINDS)
 FIELDS = ("stage", "wall_s", "peak_rss_mb")
 HEADER = ["stage kind", "stages", "total wall (s)", "slowest (s)", "max peak RSS (MB)", "<= 4 GB"]
 
 
 def stage_kind(record: dict, relative: Path) -> str:
-    """erase -> 'erase <method>' (models/erased/<method>/<concept>), attack -> 'attack <attack>'
-    (data/attacks/<method>/<concept>/<attack>); every other stage is its command."""
-    command, parts = record["stage"], relative.with_suffix("").parts
-    if command == "erase" and len(parts) >= 2:
-        return f"erase {parts[-2]}"
-    if command == "attack" and parts:
-        return f"attack {parts[-1]}"
-    return command
+    """erase.<method>.<concept> -> 'erase <method>', attack.<method>.<concept>.<attack> -> 'attack <attack>',
+    search.<attack>.<concept> -> 'search <attack>'; every other stage is its kind."""
+    kind, parts = record["stage"], relative.as_posix().removesuffix(".json").split(".")
+    if kind == "erase" and len(parts) == 3:
+        return f"erase {parts[1]}"
+    if kind == "attack" and len(parts) == 4:
+        return f"attack {parts[3]}"
+    if kind == "search" and len(parts) == 3:
+        return f"search {parts[1]}"
+    return kind
 
 
 def read_records(folder: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
