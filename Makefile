@@ -16,10 +16,11 @@ $(STAMP):
 
 install: $(STAMP)
 
-run: install  ## toy-world default: world -> base model -> judge/clip -> generate -> evaluate -> reports/
+run: install  ## toy-world default: dvc.yaml for params.yaml (`eraselab graph`), then every stage -> reports/
+	eraselab graph
 	dvc repro
 
-snakemake: install  ## the same graph through Snakemake
+snakemake: install  ## the same graph through Snakemake (it builds its rules from params.yaml itself)
 	snakemake --cores 2 reports/
 
 test: install
@@ -45,4 +46,4 @@ screenshot:  ## after `make run`: look at the report as a person would (headless
 	@echo "open logs/report.png"
 
 clean:
-	rm -rf data/world data/prompts data/generated models metrics plots reports .snakemake
+	rm -rf data/world data/prompts data/generated data/targets data/searches data/attacks models metrics plots reports .snakemake

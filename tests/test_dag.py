@@ -1,98 +1,231 @@
-"""dvc.yaml and the Snakefile must describe the same graph: stages, commands, inputs and outputs."""
+"""One declaration, two engines: dvc.yaml is generated and current, Snakemake builds the same jobs, and
+each job's code dependencies are exactly the files its code imports."""
 
+from __future__ import annotations
+
+import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from eraselab import graph
+from eraselab.params import load_params
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dvc_graph() -> dict[str, dict]:
-    """Resolved DVC stages (matrix cells expanded), keyed by stage name, e.g. erase@none-red."""
+def dvc_stages(repo: Path) -> dict[str, dict]:
+    """dvc.yaml's stages as DVC resolves them: command, deps (fingerprints expanded to the files they
+    list), outputs, params keys."""
     from dvc.repo import Repo
 
-    with Repo(str(ROOT)) as repo:
-        stages = {s.addressing: {"cmd": s.cmd, "deps": [d.def_path for d in s.deps if not d.def_path.endswith(".yaml")],
-                                 "outputs": {o.def_path for o in s.outs}} for s in repo.index.stages}
-    produced = {out for stage in stages.values() for out in stage["outputs"]}
-    graph = {}
-    for name, stage in stages.items():
-        inputs = set()
-        for dep in stage["deps"]:
-            p = ROOT / dep
-            if p.is_dir() and dep.startswith("src/"):  # DVC names code folders; Snakemake lists their files
-                inputs |= {str(f.relative_to(ROOT)) for f in p.rglob("*.py")}
-            elif dep not in produced and any(o.startswith(dep + "/") for o in produced):
-                inputs |= {o for o in produced if o.startswith(dep + "/")}  # a folder of other stages' outputs
-            else:
-                inputs.add(dep)
-        graph[name] = {"cmd": stage["cmd"], "inputs": inputs, "outputs": stage["outputs"]}
-    return graph
+    with Repo(str(repo)) as r:
+        out = {}
+        for s in r.index.stages:
+            deps, params = set(), set()
+            for d in s.deps:
+                if d.def_path.endswith(".yaml"):
+                    params |= set(getattr(d, "params", None) or ["*"])
+                elif d.def_path.startswith(graph.paths.FINGERPRINTS + "/"):
+                    deps |= {line.split("  ", 1)[1] for line in (repo / d.def_path).read_text().splitlines()}
+                else:
+                    deps.add(d.def_path)
+            out[s.name] = {"cmd": s.cmd, "deps": deps, "outs": {o.def_path for o in s.outs}, "params": params}
+    return out
 
 
-def snakemake_graph() -> dict[str, dict]:
-    out = subprocess.run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", "--cores", "1"], cwd=ROOT,
+def snakemake_jobs(repo: Path) -> dict[str, dict]:
+    """Every job of `snakemake --dry-run --forceall`, named as DVC names it (kind.key.key)."""
+    out = subprocess.run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", "--cores", "1"], cwd=repo,
                          capture_output=True, text=True, check=True).stdout
-    graph = {}
+    jobs = {}
     for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", out):
         rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
         if not rule or rule.group(1) == "all":
             continue
         field = lambda key: re.search(rf"^\s+{key}: (.*)$", block, re.M)  # noqa: E731
-        cmd = re.search(r"^Shell command: (.*)$", block, re.M)
-        wildcards = field("wildcards")
-        # DVC names a matrix cell stage@value-value in the order the matrix lists its keys
-        name = rule.group(1) + ("@" + "-".join(kv.split("=", 1)[1] for kv in wildcards.group(1).split(", "))
-                                if wildcards else "")
-        graph[name] = {"cmd": cmd.group(1).strip() if cmd else None,
-                       "inputs": set(field("input").group(1).split(", ")) if field("input") else set(),
-                       "outputs": set(field("output").group(1).split(", "))}
-    return graph
+        wildcards = dict(kv.split("=", 1) for kv in field("wildcards").group(1).split(", ")) if field("wildcards") else {}
+        keys = graph.stage_module(rule.group(1)).KEYS
+        name = ".".join([rule.group(1), *(wildcards[k] for k in keys)])
+        shell = re.search(r"^Shell command: (.*)$", block, re.M)
+        jobs[name] = {"cmd": shell.group(1).strip() if shell else None,
+                      "deps": set(field("input").group(1).split(", ")) if field("input") else set(),
+                      "outs": set(field("output").group(1).split(", "))}
+    return jobs
 
 
 @pytest.fixture(scope="module")
-def graphs():
-    return dvc_graph(), snakemake_graph()
+def micro(tmp_path_factory):
+    from conftest import MICRO, scratch_repo
+
+    return scratch_repo(tmp_path_factory.mktemp("dag") / "repo", MICRO)
 
 
-def test_same_stages(graphs):
-    dvc, smk = graphs
-    assert set(dvc) == set(smk)
+def test_dvc_yaml_and_fingerprints_are_current():
+    """The checked-in dvc.yaml is what `eraselab graph` writes for params.yaml, and every fingerprint lists
+    its unit's files with their current hashes."""
+    graph.check_dvc_yaml(ROOT / "params.yaml", ROOT / "dvc.yaml")
+    params = load_params(ROOT / "params.yaml")
+    wanted = {u: m for job in graph.jobs(params) for u, m in graph.units(job).items()}
+    folder = ROOT / graph.paths.FINGERPRINTS
+    assert {p.stem for p in folder.glob("*.txt")} == set(wanted)
+    for unit, modules in wanted.items():
+        assert (folder / f"{unit}.txt").read_text() == graph.fingerprint_text(modules, ROOT), unit
 
 
-@pytest.mark.parametrize("stage", sorted(dvc_graph()))
-def test_same_command_inputs_outputs(graphs, stage):
-    dvc, smk = graphs
-    assert dvc[stage]["cmd"] == smk[stage]["cmd"]
-    assert dvc[stage]["inputs"] == smk[stage]["inputs"]
-    assert dvc[stage]["outputs"] == smk[stage]["outputs"]
+@pytest.mark.parametrize("repo", ["root", "micro"])
+def test_both_engines_run_the_same_jobs(repo, micro):
+    """Same jobs, commands, inputs (code files included) and outputs; same params keys per job."""
+    path = ROOT if repo == "root" else micro
+    dvc, smk = dvc_stages(path), snakemake_jobs(path)
+    assert set(dvc) - {"check"} == set(smk)  # `check` writes the fingerprints DVC reads; Snakemake reads files
+    for name, job in smk.items():
+        assert dvc[name]["cmd"] == job["cmd"], name
+        assert dvc[name]["deps"] == job["deps"], name
+        assert dvc[name]["outs"] == job["outs"], name
+    config = yaml.safe_load((path / "params.yaml").read_text())
+    rules = graph.SnakemakeRules(config, path)
+    for name, stage in dvc.items():
+        kind, *values = name.split(".")
+        if kind == "check":
+            assert stage["params"] == {"*"}
+            continue
+        wildcards = dict(zip(graph.stage_module(kind).KEYS, values))
+        assert set(rules.param_values(kind)(wildcards)) == stage["params"], name
 
 
-def test_every_command_is_one_cli_call(graphs):
-    dvc, _ = graphs
-    from eraselab.cli import COMMANDS
+def test_every_command_is_one_cli_call_naming_only_its_keys():
+    from eraselab.cli import build_parser
 
-    for stage in dvc.values():
-        words = stage["cmd"].split()
-        assert words[0] == "eraselab" and words[1] in COMMANDS and not {"|", "&&", ";", ">"} & set(words)
-
-
-def test_dvc_sees_the_same_graph():
-    """`dvc dag` parses dvc.yaml (params, deps, outs) without error and lists every stage."""
-    out = subprocess.run(["dvc", "dag", "--md"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for stage in dvc_graph():
-        assert stage in out
+    parser = build_parser()
+    for job in graph.jobs(load_params(ROOT / "params.yaml")):
+        words = job.cmd.split()
+        assert words[0] == "eraselab" and not {"|", "&&", ";", ">"} & set(words)
+        args = parser.parse_args(words[1:])
+        assert {k: getattr(args, k) for k in job.keys} == job.keys
 
 
-@pytest.mark.parametrize("profile", ["smoke", "sd14"])
-def test_every_profile_builds_its_graph_in_both_engines(profile, tmp_path):
-    from conftest import scratch_repo
+def test_a_method_s_params_are_read_by_its_own_jobs_only():
+    params, raw = load_params(ROOT / "params.yaml"), yaml.safe_load((ROOT / "params.yaml").read_text())
+    for method in params.grid.methods:
+        readers = {job.name for job in graph.jobs(params) if f"erase.{method}" in graph.declared_params(job, raw)}
+        assert readers == {f"erase.{method}.{c}" for c in params.grid.concepts}
+    for attack in params.grid.attacks:
+        readers = {job.name for job in graph.jobs(params) if f"attack.{attack}" in graph.declared_params(job, raw)}
+        assert readers and all(attack in job.split(".") for job in readers), readers
 
-    repo = scratch_repo(tmp_path / "repo", profile)
-    dag = subprocess.run(["dvc", "dag", "--md"], cwd=repo, capture_output=True, text=True)
-    assert dag.returncode == 0 and "report" in dag.stdout, dag.stderr
-    dry = subprocess.run(["snakemake", "--dry-run", "--cores", "1", "reports/"], cwd=repo, capture_output=True, text=True)
-    assert dry.returncode == 0 and "report" in dry.stdout, dry.stderr[-2000:]
+
+def test_profiles_pick_the_graph():
+    from eraselab.params import load_profile
+
+    sd14 = {job.kind for job in graph.jobs(load_profile(ROOT / "profiles" / "sd14.yaml"))}
+    assert not sd14 & {"world", "base_model", "judge", "clip", "prompts", "generate", "evaluate_base"}
+    toy = graph.jobs(load_params(ROOT / "params.yaml"))
+    assert not any("hub" in " ".join(job.deps) for job in toy)
+
+
+def test_defence_blind_searches_run_once_per_concept():
+    params = load_params(ROOT / "params.yaml")
+    jobs = graph.jobs(params)
+    searches = {job.name for job in jobs if job.kind == "search"}
+    assert searches == {f"search.{a}.{c}" for a in ("no_attack", "ring_a_bell") for c in params.grid.concepts}
+    assert not any(job.kind == "attack" and job.keys["attack"] in ("no_attack", "ring_a_bell") for job in jobs)
+    assert {job.name for job in jobs if job.kind == "targets"} == {f"targets.{c}" for c in params.grid.concepts}
+
+
+def _dry_run_direct(repo: Path) -> set[str]:
+    """Jobs a Snakemake dry-run reruns because one of their own input files changed (not those downstream)."""
+    out = subprocess.run(["snakemake", "--dry-run", "--cores", "1", "reports/"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout
+    names = set()
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", out):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if rule and rule.group(1) != "all" and re.search(r"^\s+reason: .*Updated input files", block, re.M):
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+            values = dict(kv.split("=", 1) for kv in wildcards.group(1).split(", ")) if wildcards else {}
+            names.add(".".join([rule.group(1), *(values[k] for k in graph.stage_module(rule.group(1)).KEYS)]))
+    return names
+
+
+@pytest.mark.slow
+def test_editing_any_module_marks_exactly_the_jobs_that_import_it(dvc_micro_run, tmp_path):
+    """For every module under src/eraselab: append a comment; DVC (after `check` rewrote the fingerprints)
+    and Snakemake each mark exactly the jobs whose code imports that module, and nothing else."""
+    from dvc.repo import Repo
+
+    repo = tmp_path / "repo"
+    shutil.copytree(dvc_micro_run, repo, symlinks=True)
+    params = load_params(repo / "params.yaml")
+    jobs = graph.jobs(params)
+    files = {job.name: set(graph.code_files(job, repo)) for job in jobs}
+    modules = sorted(p.relative_to(repo).as_posix() for p in (repo / "src" / "eraselab").rglob("*.py"))
+    assert len(modules) > 60
+    for module in modules:
+        path = repo / module
+        original = path.read_bytes()
+        expected = {name for name, used in files.items() if module in used}
+        try:
+            path.write_bytes(original + b"\n# an edit\n")
+            graph.write_fingerprints(params, repo)
+            with Repo(str(repo)) as r:
+                marked = {name.split(":")[-1] for name in r.status()} - {"check"}
+            assert marked == expected, module
+            assert _dry_run_direct(repo) == expected, module
+        finally:
+            path.write_bytes(original)
+            graph.write_fingerprints(params, repo)
+
+
+def test_a_new_method_adds_its_jobs_and_changes_no_existing_one(micro, tmp_path):
+    """A method module plus its entry point (here from a separate distribution on the path, as a plugin
+    package would register it) plus its params: new jobs appear; no existing job's definition, code
+    inputs or fingerprint changes (the report reads every cell, so it gains the new ones)."""
+    import os
+
+    repo = tmp_path / "repo"
+    shutil.copytree(micro, repo, symlinks=True)
+    before = dvc_stages(repo)
+    prints = {p.name: p.read_bytes() for p in (repo / graph.paths.FINGERPRINTS).glob("*.txt")}
+    source = (repo / "src/eraselab/erasure/none.py").read_text()
+    (repo / "src/eraselab/erasure/mine.py").write_text(source.replace("class NoErasure", "class Mine")
+                                                       .replace('name = "none"', 'name = "mine"'))
+    dist = tmp_path / "site" / "mine_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mine-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[eraselab.methods]\nmine = eraselab.erasure.mine:Mine\n")
+    config = yaml.safe_load((repo / "params.yaml").read_text())
+    config["grid"]["methods"].append("mine")
+    config["erase"]["mine"] = {}
+    (repo / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(tmp_path / "site")])}
+    subprocess.run(["eraselab", "graph"], cwd=repo, env=env, check=True, capture_output=True)
+    after = dvc_stages(repo)
+    added = set(after) - set(before)
+    assert added == {"erase.mine.red", "defended.mine.red", "attack.mine.red.unlearndiffatk", "evaluate.mine.red"}
+    changed = {name for name in before if after[name] != before[name]}
+    assert changed == {"report"}, changed
+    for name, data in prints.items():
+        assert (repo / graph.paths.FINGERPRINTS / name).read_bytes() == data, name
+    assert (repo / graph.paths.FINGERPRINTS / "method-mine.txt").exists()
+
+
+def test_a_stale_dvc_yaml_stops_the_check_stage(micro, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(micro, repo, symlinks=True)
+    config = yaml.safe_load((repo / "params.yaml").read_text())
+    config["grid"]["concepts"] = ["red", "star"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = subprocess.run(["eraselab", "check"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 2 and "run `eraselab graph`" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dvc_lock_stays_small_per_stage(dvc_micro_run):
+    """Fingerprints instead of per-file code deps: the lockfile grows by well under 2 kB a stage."""
+    stages = json.loads(json.dumps(yaml.safe_load((dvc_micro_run / "dvc.lock").read_text())["stages"]))
+    size = (dvc_micro_run / "dvc.lock").stat().st_size
+    assert size / len(stages) < 2000, (size, len(stages))

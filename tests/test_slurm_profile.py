@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT, scratch_repo
 
 PROFILE = Path("workflow/profiles/slurm")
-GPU_RULES = {"base_model", "generate", "erase", "defended_images", "attack"}
+GPU_RULES = {"base_model", "generate", "targets", "search", "erase", "defended", "attack"}
 NO_SLURM = {"SLURM_CONF": "/nonexistent/slurm.conf"}
 
 

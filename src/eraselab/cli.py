@@ -10,48 +10,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from pathlib import Path
-
-
-def cmd_ablation(args) -> None:
-    """Run an ablation spec's variants as DVC experiments (`--action run`), collect them (`collect`), or both."""
-    from eraselab.params import ParamsError
-    from eraselab.report import ablation
-
-    actions = ("all", "run", "collect", "dry")
-    if args.action not in actions:
-        raise ParamsError(f"--action {args.action!r}: valid choices: {', '.join(actions)}")
-    if args.action in ("all", "run", "dry"):
-        commands = ablation.run(args.spec, dry=args.action == "dry", rerun=args.rerun)
-        if args.action == "dry":
-            print("\n".join(" ".join(c) for c in commands) or "every variant has an experiment")
-            return
-    if args.action in ("all", "collect"):
-        result = ablation.collect(args.spec)
-        print(f"{len(result['rows'])} variants collected into {Path(args.spec).with_suffix('.json')}"
-              + (f"; missing: {', '.join(result['missing'])}" if result["missing"] else ""))
-
-
-def cmd_params(args) -> None:
-    """Print a complete params file: the defaults overlaid with a profile's overrides."""
-    from eraselab.params import dump_params, load_profile
-
-    params = load_profile(args.profile) if args.profile else None
-    sys.stdout.write(dump_params(params, Path(args.profile).stem if args.profile else "default"))
-
-
-def cmd_graph(args) -> None:
-    """Write dvc.yaml (and the code fingerprints) for params.yaml; --check only says whether it is current."""
-    from eraselab import graph
-    from eraselab.params import load_params
-
-    if args.check:
-        graph.check_dvc_yaml(args.params)
-        print("dvc.yaml: current")
-        return
-    changed = graph.write_dvc_yaml(args.params)
-    units = graph.write_fingerprints(load_params(args.params))
-    print(f"dvc.yaml: {'written' if changed else 'unchanged'}; {len(units)} code fingerprint(s) changed")
 
 
 def cmd_stage(kind: str):
@@ -66,12 +24,23 @@ def cmd_stage(kind: str):
 KEY_HELP = {"method": "an erasure method of params.yaml's grid.methods",
             "concept": "a concept of params.yaml's grid.concepts",
             "attack": "an attack of params.yaml's grid.attacks"}
+
+
+def cmd_tool(name: str):
+    def run(args) -> None:
+        import importlib
+
+        getattr(importlib.import_module("eraselab.tools"), f"cmd_{name}")(args)  # only for tools: stages never load it
+
+    return run
+
+
 TOOLS = {
-    "params": (cmd_params, "print complete params (defaults + a profile's overrides), e.g. > params.yaml",
+    "params": (cmd_tool("params"), "print complete params (defaults + a profile's overrides), e.g. > params.yaml",
                [("--profile", "", "a profile file (profiles/*.yaml) of overrides; default: the defaults")]),
-    "graph": (cmd_graph, "write dvc.yaml and the code fingerprints for params.yaml (after changing the grid, "
+    "graph": (cmd_tool("graph"), "write dvc.yaml and the code fingerprints for params.yaml (after changing the grid, "
                          "a profile or the plugins)", [("--check", False, "only check that dvc.yaml is current")]),
-    "ablation": (cmd_ablation, "run an ablation spec's variants as `dvc exp run`s and collect them for the report",
+    "ablation": (cmd_tool("ablation"), "run an ablation spec's variants as `dvc exp run`s and collect them for the report",
                  [("--spec", None, "an ablation spec (ablations/*.yaml)"),
                   ("--action", "all", "all, run, collect or dry"), ("--rerun", False, "run variants again")]),
 }
@@ -85,11 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = {}
     for kind in KINDS:
         module = stage_module(kind)
-        help_text = module.__doc__.strip().split("\n\n")[0].replace("\n", " ")
+        help_text = " ".join(module.__doc__.split("\n\n")[0].split())
         commands[kind.replace("_", "-")] = (cmd_stage(kind), help_text, [(f"--{k}", None, KEY_HELP[k]) for k in module.KEYS])
     commands.update(TOOLS)
     for name, (func, help_text, options) in commands.items():
-        p = sub.add_parser(name, help=help_text.split(": ", 1)[-1][:100], description=help_text)
+        p = sub.add_parser(name, help=help_text.split(": ", 1)[-1].split(". ")[0].split(" (")[0], description=help_text)
         p.set_defaults(func=func)
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         for flag, default, text in options:

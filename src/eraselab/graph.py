@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 from eraselab import registry
+from eraselab.registry import declared, parse_source, source_file  # noqa: F401  (declared: re-exported)
 from eraselab.stages import KINDS, Job, paths, stage_module
 
 DVC_HEADER = """\
@@ -32,55 +32,6 @@ DVC_HEADER = """\
 # code dependencies are the fingerprints of what the stage's code imports (workflow/fingerprints/).
 """
 PLUGIN_UNIT = {"methods": "method", "attacks": "attack", "detectors": "detector"}
-
-
-# --- plugins' declarations, read without importing them --------------------------------------------------
-def _module_file(module: str, root: Path) -> Path | None:
-    """The source file of ``module``: under ``root``/src (the repository's own code), else where it is
-    installed (a plugin from another package)."""
-    base = root / "src" / Path(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    if module.split(".")[0] == "eraselab":
-        return None
-    spec = importlib.util.find_spec(module)
-    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
-
-
-@lru_cache(maxsize=None)
-def _tree(file: Path, mtime: float) -> ast.Module:
-    return ast.parse(file.read_text(), str(file))
-
-
-def _parse(file: Path) -> ast.Module:
-    return _tree(file, file.stat().st_mtime)
-
-
-def declared(kind: str, name: str, attr: str, default, root: Path | None = None):
-    """A plugin class's literal class attribute (``sees_defence``, ``needs_image_features``), read from its
-    source, following base classes defined in the same module; ``default`` where none sets it. The graph
-    is built without importing torch, so the class is never imported here."""
-    module, cls = registry.lookup(kind, name).split(":")
-    file = _module_file(module, Path(root or Path.cwd()))
-    if file is None:
-        return default
-    classes = {node.name: node for node in _parse(file).body if isinstance(node, ast.ClassDef)}
-
-    def find(class_name: str):
-        node = classes.get(class_name)
-        if node is None:
-            return default
-        for stmt in node.body:
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
-            if any(isinstance(t, ast.Name) and t.id == attr for t in targets) and stmt.value is not None:
-                return ast.literal_eval(stmt.value)
-        for base in node.bases:
-            if isinstance(base, ast.Name) and base.id in classes:
-                return find(base.id)
-        return default
-
-    return find(cls)
 
 
 # --- import closures ---------------------------------------------------------------------------------------
@@ -93,7 +44,7 @@ def _imports(file: Path, module: str, root: Path) -> set[str]:
 def _imports_cached(file: Path, mtime: float, module: str, root: Path) -> frozenset[str]:
     package = module if file.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(_parse(file)):
+    for node in ast.walk(parse_source(file)):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -106,7 +57,7 @@ def _imports_cached(file: Path, mtime: float, module: str, root: Path) -> frozen
             found.add(target)
             found |= {f"{target}.{alias.name}" for alias in node.names}  # `from pkg import module`
     top = module.split(".")[0]
-    return frozenset(m for m in found if m.split(".")[0] == top and _module_file(m, root))
+    return frozenset(m for m in found if m.split(".")[0] == top and source_file(m, root))
 
 
 def closure(modules: list[str], root: Path | None = None) -> list[Path]:
@@ -122,12 +73,12 @@ def closure(modules: list[str], root: Path | None = None) -> list[Path]:
             name = ".".join(parts[:i])
             if name in seen:
                 continue
-            file = _module_file(name, root)
+            file = source_file(name, root)
             if file is None:
                 continue
             seen.add(name)
             todo.extend(_imports(file, name, root))
-    return sorted({_module_file(m, root) for m in seen})
+    return sorted({source_file(m, root) for m in seen})
 
 
 def units(job: Job) -> dict[str, list[str]]:

@@ -73,7 +73,7 @@ trap stop_cluster EXIT
 REPO="$WORK/slurm"
 (cd "$ROOT" && scratch_checkout "$REPO")
 # Toy sizes: no GPU requests (replaces the profile's SD v1.4 set-resources; the rules' own apply).
-TOY_OVERRIDES=(--set-resources base_model:gpu=0 generate:gpu=0 erase:gpu=0 defended_images:gpu=0 attack:gpu=0)
+TOY_OVERRIDES=(--set-resources base_model:gpu=0 generate:gpu=0 targets:gpu=0 search:gpu=0 erase:gpu=0 defended:gpu=0 attack:gpu=0)
 # This cluster has no slurmdbd, so no sacct: job states come from squeue (MinJobAge keeps them an hour).
 LOCAL_CLUSTER_SETTINGS=(--slurm-status-command squeue --slurm-no-account --slurm-keep-successful-logs
                         --slurm-init-seconds-before-status-checks 5)

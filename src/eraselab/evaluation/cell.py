@@ -17,15 +17,8 @@ import numpy as np
 
 from eraselab.concepts import Concept
 from eraselab.evaluation.concept_accuracy import clip_score, concept_accuracy
+from eraselab.evaluation.detectors import concept_present  # noqa: F401  (the judge's rule, re-exported)
 from eraselab.generate import read_images
-
-
-def concept_present(judge, images: np.ndarray, concept: Concept) -> np.ndarray:
-    """Per image: does the judge see ``concept``?"""
-    if len(images) == 0:
-        return np.zeros(0, bool)
-    names = judge.classes[concept.kind]
-    return judge.predict(images)[concept.kind] == names.index(concept.name)
 
 
 def evaluate_cell(concept: Concept, samples: Path, attack: Path, detector, judge, scorer) -> dict:

@@ -87,6 +87,14 @@ def censored(detector: Detector, images: np.ndarray, radius: float) -> tuple[np.
 
 
 # --- the toy world's judge ------------------------------------------------------------------------------
+def concept_present(judge, images: np.ndarray, concept: Concept) -> np.ndarray:
+    """Per image: does the judge see ``concept`` (top-1 of its head for the concept's kind)?"""
+    if len(images) == 0:
+        return np.zeros(0, bool)
+    names = judge.classes[concept.kind]
+    return judge.predict(images)[concept.kind] == names.index(concept.name)
+
+
 class JudgeDetector(Detector):
     """The judge CNN's head for the concept's kind says the concept (top-1): the toy world's rule."""
 
@@ -105,9 +113,6 @@ class JudgeDetector(Detector):
         return cls(judge, concept)
 
     def present(self, images_u8: np.ndarray) -> np.ndarray:
-        # imported here: cell pulls in the generation stack, which validating params must not load
-        from eraselab.evaluation.cell import concept_present
-
         return concept_present(self.judge, check_images(images_u8), self.concept)
 
     def spec(self) -> dict:

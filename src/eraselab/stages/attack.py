@@ -12,7 +12,7 @@ KEYS = ("method", "concept", "attack")
 
 
 def seeing(params) -> list[str]:
-    from eraselab.graph import declared
+    from eraselab.registry import declared
 
     return [a for a in params.grid.attacks if declared("attacks", a, "sees_defence", True)]
 

@@ -10,7 +10,7 @@ KEYS = ("method", "concept")
 
 
 def jobs(params) -> list[Job]:
-    from eraselab.graph import declared
+    from eraselab.registry import declared
     from eraselab.stages.common import clip_deps, gpu, model_deps
 
     out = []

@@ -12,7 +12,7 @@ KEYS = ("attack", "concept")
 
 
 def blind(params) -> list[str]:
-    from eraselab.graph import declared
+    from eraselab.registry import declared
 
     return [a for a in params.grid.attacks if not declared("attacks", a, "sees_defence", True)]
 

@@ -11,7 +11,7 @@ KEYS = ("concept",)
 
 
 def jobs(params) -> list[Job]:
-    from eraselab.graph import declared
+    from eraselab.registry import declared
     from eraselab.stages.common import gpu, model_deps
 
     if not any(declared("attacks", a, "sees_defence", True) for a in params.grid.attacks):

@@ -1,0 +1,48 @@
+"""The `eraselab` commands that are not stages: params files, the graph, ablations. The CLI imports this
+module only for them, so no stage's code depends on it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def cmd_ablation(args) -> None:
+    """Run an ablation spec's variants as DVC experiments (`--action run`), collect them (`collect`), or both."""
+    from eraselab.params import ParamsError
+    from eraselab.report import ablation
+
+    actions = ("all", "run", "collect", "dry")
+    if args.action not in actions:
+        raise ParamsError(f"--action {args.action!r}: valid choices: {', '.join(actions)}")
+    if args.action in ("all", "run", "dry"):
+        commands = ablation.run(args.spec, dry=args.action == "dry", rerun=args.rerun)
+        if args.action == "dry":
+            print("\n".join(" ".join(c) for c in commands) or "every variant has an experiment")
+            return
+    if args.action in ("all", "collect"):
+        result = ablation.collect(args.spec)
+        print(f"{len(result['rows'])} variants collected into {Path(args.spec).with_suffix('.json')}"
+              + (f"; missing: {', '.join(result['missing'])}" if result["missing"] else ""))
+
+
+def cmd_params(args) -> None:
+    """Print a complete params file: the defaults overlaid with a profile's overrides."""
+    from eraselab.params import dump_params, load_profile
+
+    params = load_profile(args.profile) if args.profile else None
+    sys.stdout.write(dump_params(params, Path(args.profile).stem if args.profile else "default"))
+
+
+def cmd_graph(args) -> None:
+    """Write dvc.yaml (and the code fingerprints) for params.yaml; --check only says whether it is current."""
+    from eraselab import graph
+    from eraselab.params import load_params
+
+    if args.check:
+        graph.check_dvc_yaml(args.params)
+        print("dvc.yaml: current")
+        return
+    changed = graph.write_dvc_yaml(args.params)
+    units = graph.write_fingerprints(load_params(args.params))
+    print(f"dvc.yaml: {'written' if changed else 'unchanged'}; {len(units)} code fingerprint(s) changed")
