@@ -26,6 +26,8 @@ def collect(pattern: str, key: str, group: int) -> dict[str, list[float]]:
 def main() -> None:
     erase = collect("models/erased/*/*.json", "erase_s", 2)
     attack = collect("data/attacks/*/*/*.json", "attack_s", 4)
+    for name, times in collect("data/searches/*/*.json", "search_s", 3).items():  # defence-blind: once per concept
+        attack[name] += times
     cells = defaultdict(list)
     for path in Path("metrics/cells").glob("*/*/*.json"):
         cells[path.stem].append(json.loads(path.read_text()).get("attack_queries", 0.0))

@@ -252,7 +252,7 @@ def attack_calls(attack: str, p, method: str, concept: str, size: ConceptSizes, 
     elif attack == "ring_a_bell":  # text encoder only, the undefended one: the same search for every method
         search["text"] += 2 * min(p.pairs, size.erase_prompts) + n * (1 + p.population * (p.generations + 1))
         parts.append((("ring_a_bell search", concept, p), search))
-    parts.append((None, images(n, gen_calls, ctx)))  # cmd_attack: the adversarial prompts' defended images
+    parts.append((None, images(n, gen_calls, ctx)))  # the attack stage: the adversarial prompts' defended images
     return parts
 
 
@@ -273,14 +273,14 @@ def grid_calls(params, assumptions: list[str], weights_grad: bool = True) -> lis
         size = concept_sizes(params, concept, assumptions)
         for method in params.grid.methods:
             mp = registry.method(method)().Params.model_validate(params.erase.get(method, {}))
-            rows.append({"kind": f"erase {method}", "stage": f"erase@{method}-{concept}",
+            rows.append({"kind": f"erase {method}", "stage": f"erase.{method}.{concept}",
                          "parts": [(None, erase_calls(method, mp, size))]})
             shown = size.target_train + size.target_heldout + size.retain
-            rows.append({"kind": "defended-images", "stage": f"defended_images@{method}-{concept}",
+            rows.append({"kind": "defended", "stage": f"defended.{method}.{concept}",
                          "parts": [(None, images(shown, gen_calls, GENERATION_CONTEXTS.get(method, 2)))]})
             for attack in params.grid.attacks:
                 ap = registry.attack(attack)().Params.model_validate(params.attack.get(attack, {}))
-                rows.append({"kind": f"attack {attack}", "stage": f"attack@{method}-{concept}-{attack}",
+                rows.append({"kind": f"attack {attack}", "stage": f"attack.{method}.{concept}.{attack}",
                              "parts": attack_calls(attack, ap, method, concept, size, gen_calls, weights_grad)})
     return rows
 

@@ -277,9 +277,8 @@ class SnakemakeRules:
         template = self._template(kind)
         return {"mem_mb": template.mem_mb, "gpu": int(template.gpu)}
 
-    def shell(self, kind: str) -> str:
-        keys = stage_module(kind).KEYS
-        return " ".join(["eraselab", kind.replace("_", "-"), *(f"--{k} {{wildcards.{k}}}" for k in keys)])
+    def command(self, kind: str):
+        return lambda wildcards: self._job(kind, wildcards).cmd
 
     def kinds(self) -> list[str]:
         return list(self.by_kind)

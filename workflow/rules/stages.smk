@@ -16,10 +16,11 @@ for _kind in RULES.kinds():
             [directory(path) if folder else path for path, folder in RULES.outputs(_kind)],
         params:
             RULES.param_values(_kind),
+            cmd=RULES.command(_kind),
         wildcard_constraints:
             **RULES.constraints(_kind),
         threads: RULES.threads(_kind)
         resources:
             **RULES.resources(_kind),
         shell:
-            RULES.shell(_kind)
+            "{params.cmd}"  # the job's command, bound per job (a loop variable here would be read at run time)
