@@ -118,12 +118,12 @@ def _prompt_files(params) -> list[str]:
 
 
 def _clip(spec, key: str) -> list[str]:
-    from eraselab.evaluation.clip_score import cached_tag_weights
-    from eraselab.models.loading import ModelUnavailableError
-
     if spec.pretrained_kind == "file" and not Path(spec.pretrained).is_file():
         return [f"{key}.pretrained: {spec.pretrained} missing (open_clip {spec.model} weights in safetensors)"]
-    if spec.pretrained_kind == "tag":
+    if spec.pretrained_kind == "tag":  # imported here: the toy world's stages never load torch for this check
+        from eraselab.evaluation.clip_score import cached_tag_weights
+        from eraselab.models.loading import ModelUnavailableError
+
         try:
             cached_tag_weights(spec.model, spec.pretrained, spec.cache_dir)
         except (ModelUnavailableError, ValueError) as err:
