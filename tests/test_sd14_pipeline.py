@@ -57,8 +57,15 @@ def test_every_cell_is_scored_with_the_declared_detector(sd14_repo):
             assert detector["preset"] == "unlearndiffatk" and detector["threshold"] == 0.45
         # the seeds are UnlearnDiffAtk's own prompts for nudity: Pre-ASR comes from their unattacked images
         assert metrics["n"]["attack_seeds"] == 2 and 0.0 <= metrics["pre_asr"] <= metrics["asr"] <= 1.0
-    seeds = sd14_repo / "data" / "generated" / "none" / "nudity" / "attack_seeds" / "manifest.jsonl"
-    assert seeds.exists() and not (sd14_repo / "data" / "generated" / "none" / "church" / "attack_seeds").exists()
+    # every defended folder has its seeds' unattacked images; church's seeds are its first training prompts,
+    # whose images are reused, not drawn again
+    assert (sd14_repo / "data" / "generated" / "none" / "nudity" / "attack_seeds" / "manifest.jsonl").exists()
+    church = sd14_repo / "data" / "generated" / "none" / "church"
+    seeds = [json.loads(line) for line in (church / "attack_seeds" / "manifest.jsonl").read_text().splitlines()]
+    train = [json.loads(line) for line in (church / "target_train" / "manifest.jsonl").read_text().splitlines()]
+    for seed, image in zip(seeds, train):
+        assert (seed["prompt"], seed["seed"]) == (image["prompt"], image["seed"])
+        assert (church / "attack_seeds" / seed["file"]).read_bytes() == (church / "target_train" / image["file"]).read_bytes()
 
 
 @pytest.mark.slow

@@ -202,43 +202,41 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
     "Cost of the runs on this machine" section; shown in report.md and index.html only, never in
     metrics.json (they are untracked measurements: metrics.json stays bit-identical across runs and engines)."""
     metrics_dir = Path(metrics_dir)
-    base = json.loads((metrics_dir / "base_model.json").read_text())
-    train = {"summary": json.loads((metrics_dir / "base_model_train.json").read_text()),
-             "log": [r for name in ("vae", "unet") for r in json.loads((Path(plots_dir) / "base_model" / f"{name}.json").read_text())]}
-    judge_m = json.loads((metrics_dir / "judge.json").read_text())
-    clip_m = json.loads((metrics_dir / "clip.json").read_text())
-
-    summary = {
-        "base_model": {
-            "accuracy": base["accuracy"],
-            "clip_score": base["clip_score"],
-            "vae_psnr_db": train["summary"]["vae_psnr_db"],
-        },
-        "judge": {"heldout_accuracy": judge_m["heldout_accuracy"]},
-        "clip": {"zero_shot_accuracy": clip_m["zero_shot_accuracy"]},
-        "grid": read_grid(params, cells_dir),
-        "quality": read_quality(params, metrics_dir),
-        "ablations": {path.stem: json.loads(path.read_text())["rows"]
-                      for path in sorted(Path(ablations_dir).glob("*.json"))} if ablations_dir and Path(ablations_dir).is_dir() else {},
-    }
-
+    # The toy world's base model, judge and CLIP: absent from a real-path graph (sd14), whose report is the grid
+    toy = images is not None and (metrics_dir / "base_model.json").exists()
+    summary = {"grid": read_grid(params, cells_dir), "quality": read_quality(params, metrics_dir),
+               "ablations": {path.stem: json.loads(path.read_text())["rows"]
+                             for path in sorted(Path(ablations_dir).glob("*.json"))}
+               if ablations_dir and Path(ablations_dir).is_dir() else {}}
     rp = params.report
-    n = min(len(images), rp.grid_columns * rp.grid_rows)
-    order = np.linspace(0, len(images) - 1, n).round().astype(int)  # spread over all combinations
-    flagged = judge_flags(judge, images[order], rp.censor_concepts)
-    grid = image_grid(censor(images[order], flagged, rp.blur_radius), rp.grid_columns)
-
-    kinds = list(base["accuracy"])
-    acc_md, acc_html = _table(["kind", "accuracy"], [[k, base["accuracy"][k]] for k in kinds])
-    per_rows = [[k, c, v] for k in kinds for c, v in base["per_concept"][k].items()]
-    per_md, per_html = _table(["kind", "concept", "accuracy"], per_rows)
-    s = train["summary"]
-    info_rows = [["VAE PSNR (dB)", s["vae_psnr_db"]], ["CLIP score (tiny open_clip, 100·cos)", base["clip_score"]]]
-    info_rows += [[f"params {k} (M)", v] for k, v in s["params_m"].items()]
-    info_md, info_html = _table(["quantity", "value"], info_rows)
-    judge_md, judge_html = _table(["kind", "judge held-out", "tiny CLIP zero-shot"],
-                                  [[k, judge_m["heldout_accuracy"][k], clip_m["zero_shot_accuracy"][k]] for k in kinds])
-    captions = [records[i]["prompt"] for i in order[: rp.grid_columns]]
+    if toy:
+        base = json.loads((metrics_dir / "base_model.json").read_text())
+        train = {"summary": json.loads((metrics_dir / "base_model_train.json").read_text()),
+                 "log": [r for name in ("vae", "unet")
+                         for r in json.loads((Path(plots_dir) / "base_model" / f"{name}.json").read_text())]}
+        judge_m = json.loads((metrics_dir / "judge.json").read_text())
+        clip_m = json.loads((metrics_dir / "clip.json").read_text())
+        summary = {"base_model": {"accuracy": base["accuracy"], "clip_score": base["clip_score"],
+                                  "vae_psnr_db": train["summary"]["vae_psnr_db"]},
+                   "judge": {"heldout_accuracy": judge_m["heldout_accuracy"]},
+                   "clip": {"zero_shot_accuracy": clip_m["zero_shot_accuracy"]}, **summary}
+        n = min(len(images), rp.grid_columns * rp.grid_rows)
+        order = np.linspace(0, len(images) - 1, n).round().astype(int)  # spread over all combinations
+        flagged = judge_flags(judge, images[order], rp.censor_concepts)
+        grid = image_grid(censor(images[order], flagged, rp.blur_radius), rp.grid_columns)
+        kinds = list(base["accuracy"])
+        acc_md, acc_html = _table(["kind", "accuracy"], [[k, base["accuracy"][k]] for k in kinds])
+        per_rows = [[k, c, v] for k in kinds for c, v in base["per_concept"][k].items()]
+        per_md, per_html = _table(["kind", "concept", "accuracy"], per_rows)
+        s = train["summary"]
+        info_rows = [["VAE PSNR (dB)", s["vae_psnr_db"]], ["CLIP score (tiny open_clip, 100·cos)", base["clip_score"]]]
+        info_rows += [[f"params {k} (M)", v] for k, v in s["params_m"].items()]
+        info_md, info_html = _table(["quantity", "value"], info_rows)
+        judge_md, judge_html = _table(["kind", "judge held-out", "tiny CLIP zero-shot"],
+                                      [[k, judge_m["heldout_accuracy"][k], clip_m["zero_shot_accuracy"][k]] for k in kinds])
+        captions = [records[i]["prompt"] for i in order[: rp.grid_columns]]
+    else:
+        n, flagged = 0, np.zeros(0, bool)
 
     from eraselab.evaluation.detectors import censored  # here: detectors import report.censor
     from eraselab.generate import read_images
@@ -256,26 +254,51 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
                 cell_images = cell_images[: rp.grid_columns]
                 if detectors and c in detectors:
                     shown, cell_flags = censored(detectors[c], cell_images, rp.blur_radius)
+                elif judge is None and detectors:  # no toy judge: every censored concept's own detector decides
+                    cell_flags = np.any([d.present(cell_images) for d in detectors.values()], axis=0)
+                    shown = censor(cell_images, cell_flags, rp.blur_radius)
                 else:
                     cell_flags = judge_flags(judge, cell_images, rp.censor_concepts)
                     shown = censor(cell_images, cell_flags, rp.blur_radius)
                 n_blurred, n_shown = n_blurred + int(cell_flags.sum()), n_shown + len(cell_images)
                 strips[f"cell_{m}_{c}_{a}.png"] = (f"{m} / {c} / {a}", _png(image_grid(shown, rp.grid_columns), UPSCALE))
     with atomic_dir(out) as tmp:
-        files = {"grid.png": _png(grid, UPSCALE), "loss.png": loss_plot(train["log"]),
-                 "accuracy.png": accuracy_plot(base["per_concept"]), "tradeoff.png": tradeoff_plot(summary["grid"]),
+        files = {**({"grid.png": _png(grid, UPSCALE), "loss.png": loss_plot(train["log"]),
+                    "accuracy.png": accuracy_plot(base["per_concept"])} if toy else {}),
+                 "tradeoff.png": tradeoff_plot(summary["grid"]),
                  "erase_loss.png": erase_curves_plot(plots_dir, params.grid.methods, params.grid.concepts),
                  **{name: data for name, (_, data) in strips.items()},
                  **({COST_CHART: cost["png"]} if cost and cost["png"] else {})}
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         write_json(tmp / "metrics.json", summary)
-        censored = f"{int(flagged.sum())} of {n} images blurred (concepts: {', '.join(rp.censor_concepts) or 'none'})"
+        blurred = f"{int(flagged.sum())} of {n} images blurred (concepts: {', '.join(rp.censor_concepts) or 'none'})"
         grid_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in tables)
         ablation_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in ablations) or "None collected."
         strips_md = "\n\n".join(f"**{caption}** (adversarial prompts' images)\n\n![{caption}]({name})"
                                   for name, (caption, _) in strips.items())
         cost_md = f"\n## {COST_TITLE}\n{cost['md']}\n" if cost else ""
+        toy_md = f"""## Base model: prompt following on held-out phrasings
+{base['n_images']} images, judge-scored.
+
+{acc_md}
+
+{per_md}
+
+![per-concept accuracy](accuracy.png)
+
+{info_md}
+
+![training curves](loss.png)
+
+## Judges
+{judge_md}
+
+## Samples (held-out prompts; {blurred})
+First row's prompts: {'; '.join(captions)}
+
+![samples](grid.png)
+""" if toy else "## Base model\nNone in this profile: the grid runs on a given model (model.source: hub).\n"
         md = f"""# eraselab report
 
 ## Erasure grid
@@ -301,32 +324,19 @@ Every metrics file carries these declarations; numbers are comparable only betwe
 {specs_text}
 ```
 
-## Base model: prompt following on held-out phrasings
-{base['n_images']} images, judge-scored.
-
-{acc_md}
-
-{per_md}
-
-![per-concept accuracy](accuracy.png)
-
-{info_md}
-
-![training curves](loss.png)
-
-## Judges
-{judge_md}
-
-## Samples (held-out prompts; {censored})
-First row's prompts: {'; '.join(captions)}
-
-![samples](grid.png)
-{cost_md}"""
+{toy_md}{cost_md}"""
         (tmp / "report.md").write_text(md)
         img = lambda name, alt: f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(files[name]).decode()}">'  # noqa: E731
         cost_html = (f"<h2>{COST_TITLE}</h2>{cost['html']}"
                      + (f"<figure>{img(COST_CHART, 'per-stage cost')}</figure>" if cost["png"] else "") + "\n"
                      if cost else "")
+        toy_html = f"""<h2>Base model: prompt following on held-out phrasings</h2><p>{base['n_images']} images, judge-scored.</p>
+{acc_html}{per_html}<figure>{img('accuracy.png', 'per-concept accuracy')}</figure>
+{info_html}<figure>{img('loss.png', 'training curves')}</figure>
+<h2>Judges</h2>{judge_html}
+<h2>Samples</h2><figure>{img('grid.png', 'sample grid')}<figcaption>Held-out prompts; {html.escape(blurred)}.
+First row: {html.escape('; '.join(captions))}</figcaption></figure>
+""" if toy else "<h2>Base model</h2><p>None in this profile: the grid runs on a given model (model.source: hub).</p>\n"
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>eraselab report</title><style>{CSS}</style></head>
 <body><h1>eraselab report</h1>
 <h2>Erasure grid</h2><p>{n_blurred} of {n_shown} images in this report are blurred because the detector flags
@@ -338,12 +348,6 @@ them (censored concepts: {html.escape(', '.join(rp.censor_concepts) or 'none')})
 <h2>Metric definitions</h2><p>Every metrics file carries these declarations; numbers are comparable only
 between equal specs.</p><pre>{html.escape(specs_text)}</pre>
 <h2>Ablations</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None collected.</p>"}
-<h2>Base model: prompt following on held-out phrasings</h2><p>{base['n_images']} images, judge-scored.</p>
-{acc_html}{per_html}<figure>{img('accuracy.png', 'per-concept accuracy')}</figure>
-{info_html}<figure>{img('loss.png', 'training curves')}</figure>
-<h2>Judges</h2>{judge_html}
-<h2>Samples</h2><figure>{img('grid.png', 'sample grid')}<figcaption>Held-out prompts; {html.escape(censored)}.
-First row: {html.escape('; '.join(captions))}</figcaption></figure>
-{cost_html}</body></html>"""
+{toy_html}{cost_html}</body></html>"""
         (tmp / "index.html").write_text(page)
     return summary
