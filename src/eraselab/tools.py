@@ -35,7 +35,7 @@ def cmd_params(args) -> None:
 
 
 def cmd_graph(args) -> None:
-    """Write dvc.yaml (and the code fingerprints) for params.yaml; --check only says whether it is current."""
+    """Write dvc.yaml (and the code fingerprints and job keys) for params.yaml; --check only says whether it is current."""
     from eraselab import graph
     from eraselab.params import load_params
 
@@ -44,5 +44,8 @@ def cmd_graph(args) -> None:
         print("dvc.yaml: current")
         return
     changed = graph.write_dvc_yaml(args.params)
-    units = graph.write_fingerprints(load_params(args.params))
-    print(f"dvc.yaml: {'written' if changed else 'unchanged'}; {len(units)} code fingerprint(s) changed")
+    import yaml
+
+    raw = yaml.safe_load(Path(args.params).read_text()) or {}
+    files = graph.write_fingerprints(load_params(args.params), raw=raw)
+    print(f"dvc.yaml: {'written' if changed else 'unchanged'}; {len(files)} fingerprint(s) and job key(s) changed")

@@ -59,9 +59,11 @@ class Checker:
     similarity (CLIP). The toy world wires the judge CNN and the tiny CLIP, the real path NudeNet/CLIP."""
 
     present: Callable[[np.ndarray], np.ndarray]
-    image_features: Callable[[np.ndarray], torch.Tensor]
+    image_features: Callable[[np.ndarray], torch.Tensor] | None = None  # given where the attack declares it
 
     def similarity(self, images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        if self.image_features is None:
+            raise TypeError("this attack compares CLIP features: declare `needs_image_features = True` on it")
         a, b = self.image_features(images), self.image_features(reference)
         return torch.nn.functional.cosine_similarity(a, b, dim=-1).numpy()
 
@@ -81,6 +83,9 @@ class Attack:
     # per concept and its prompts are replayed through each defended path. Read from the source by the
     # graph (eraselab.graph.declared), so keep it a literal.
     sees_defence: ClassVar[bool] = True
+    # True: the search compares images by CLIP features (``Checker.similarity``); the stage then loads
+    # the CLIP model and depends on it. A literal too.
+    needs_image_features: ClassVar[bool] = False
 
     def run(self, defended: Defended, undefended, concept: Concept, seeds: list[dict], params: AttackParams,
             checker: Checker | None = None, shared: Shared | None = None) -> list[AdversarialPrompt]:

@@ -68,6 +68,7 @@ def nearest_per_run(runs: list[P4dRun], table: torch.Tensor) -> list[torch.Tenso
 
 class P4D(Attack):
     mode: ClassVar[Literal["only", "insert"]]
+    needs_image_features = True  # ranks candidates by CLIP similarity to the target image
 
     def run(self, defended, undefended, concept, seeds, params, checker=None, shared=None):
         tok = defended.pipe.tokenizer

@@ -18,11 +18,13 @@ def seeing(params) -> list[str]:
 
 
 def jobs(params) -> list[Job]:
+    from eraselab.registry import declared
     from eraselab.stages.common import clip_deps, detector_name, detector_params, gpu, judge_deps, model_deps
 
     return [Job("attack", {"method": m, "concept": c, "attack": a},
                 [*model_deps(params), paths.erased(m, c), paths.concept(c), paths.targets(c), paths.defended(m, c),
-                 *judge_deps(params, c), *clip_deps(params)],
+                 *judge_deps(params, c),
+                 *(clip_deps(params) if declared("attacks", a, "needs_image_features", False) else [])],
                 [Out(paths.attacked(m, c, a))],
                 ["model", "generate", "grid.threads", f"attack.{a}", *detector_params(params, c)],
                 plugins=[("methods", m), ("attacks", a), ("detectors", detector_name(params, c))],
@@ -52,7 +54,8 @@ def run(params, method: str, concept: str, attack: str) -> None:
     seeds = read_prompts(Path(paths.concept(concept)) / "attack_seeds.jsonl")
     shared = Shared(targets=_in_seed_order(seeds, paths.targets(concept)),
                     seed_images=_in_seed_order(seeds, f"{paths.defended(method, concept)}/attack_seeds"))
-    checker = Checker(present=detector(params, c).present, image_features=scorer(params).image_features)
+    features = scorer(params).image_features if getattr(attacker, "needs_image_features", False) else None
+    checker = Checker(present=detector(params, c).present, image_features=features)
     start = time.perf_counter()
     adversarial = attacker.run(defended, undefended, c, seeds, attack_params, checker=checker, shared=shared)
     elapsed = time.perf_counter() - start

@@ -65,3 +65,8 @@ def quality(method: str, c: str) -> str:
 def fingerprint(unit: str) -> str:
     """A code unit's fingerprint: the files its import closure holds, with their hashes (eraselab.graph)."""
     return f"{FINGERPRINTS}/{unit}.txt"
+
+
+def job_key(name: str) -> str:
+    """A job's key under DVC: its code units' digests and its params values (eraselab.graph)."""
+    return f"{FINGERPRINTS}/jobs/{name}.txt"
