@@ -28,7 +28,7 @@ test: install
 
 BENCH_THREADS ?= 2
 BENCH_OUT ?= logs/benchmarks
-bench: install  ## after `make run`: every benchmark table (README "Benchmarks"); JSON in $(BENCH_OUT)/
+bench: install  ## after `make run`: every benchmark table (docs/benchmarks.md); JSON in $(BENCH_OUT)/
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python benchmarks/base_model.py --threads $(BENCH_THREADS)
 	$(BIN)/python benchmarks/sampler.py --threads $(BENCH_THREADS) --json $(BENCH_OUT)/sampler.json

@@ -1,7 +1,7 @@
 """Base-model benchmark: training time (from the run's own timing) and generation throughput.
 
 Usage (in the repo root, after `make run`): python benchmarks/base_model.py [--threads 2]
-Prints a Markdown table for the README. Speed targets live here, never in timed unit tests.
+Prints a Markdown table for docs/benchmarks.md. Speed targets live here, never in timed unit tests.
 """
 
 from __future__ import annotations

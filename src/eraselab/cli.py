@@ -43,6 +43,11 @@ TOOLS = {
     "ablation": (cmd_tool("ablation"), "run an ablation spec's variants as `dvc exp run`s and collect them for the report",
                  [("--spec", None, "an ablation spec (ablations/*.yaml)"),
                   ("--action", "all", "all, run, collect or dry"), ("--rerun", False, "run variants again")]),
+    "compare": (cmd_tool("compare"), "print each experiment's method × attack ASR table from metrics/summary.json",
+                [("names", [], "experiments (dvc exp names) or git revisions; default: the workspace and every "
+                               "experiment of `dvc exp show`")]),
+    "readme": (cmd_tool("readme"), "write README.md's results table from metrics/summary.json",
+               [("--check", False, "only check that the table is current")]),
 }
 
 
@@ -62,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         for flag, default, text in options:
-            if default is None:
+            if not flag.startswith("-"):  # positional, any number
+                p.add_argument(flag, nargs="*", default=default, help=text)
+            elif default is None:
                 p.add_argument(flag, required=True, help=text)
             elif default is False:  # a switch
                 p.add_argument(flag, action="store_true", help=text)

@@ -1,7 +1,7 @@
 """A concept to erase, as methods and attacks see it: phrases to erase, anchors, prompts to retain.
 
 Methods and attacks never know which world they are in; the toy world builds these from its vocabulary
-(`eraselab.prompts.world_prompts.concept_spec`), the real path from params (step 7).
+(`eraselab.prompts.world_prompts.concept_spec`), the real path from params.
 """
 
 from __future__ import annotations

@@ -255,8 +255,7 @@ def _dvc_stage(job: Job, raw: dict, outputs: list[str]) -> dict:
 def dvc_yaml(params, raw: dict) -> str:
     all_jobs = jobs(params)
     outputs = [o.path for job in all_jobs for o in job.outs]
-    doc = {"stages": {job.name: _dvc_stage(job, raw, outputs) for job in all_jobs},
-           "metrics": [f"{paths.REPORTS}/metrics.json"]}
+    doc = {"stages": {job.name: _dvc_stage(job, raw, outputs) for job in all_jobs}}
     if params.model.source == "base_model":
         doc["plots"] = [{f"{paths.BASE_PLOTS}/unet.json": {"x": "step", "y": "loss", "title": "base model UNet + text encoder loss"}},
                         {f"{paths.BASE_PLOTS}/vae.json": {"x": "step", "y": "psnr", "title": "base model VAE reconstruction PSNR (dB)"}}]

@@ -193,6 +193,9 @@ class GenerateParams(Section):
 
 
 class ReportParams(Section):
+    # the profile these params came from (`eraselab params --profile` fills it in): named in the report and
+    # in metrics/summary.json, so a table always says which grid it measured
+    profile: str = "default"
     grid_columns: PositiveInt = 15
     grid_rows: PositiveInt = 5
     # Images that show any of these concepts are blurred in every grid: on the real path the concept's
@@ -398,6 +401,7 @@ def load_profile(path: str | Path) -> Params:
         choices = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
         raise ParamsError(f"{path}: profile not found; available: {', '.join(choices) or 'none'}")
     data = yaml.safe_load(path.read_text()) or {}
+    data = _merge({"report": {"profile": path.stem}}, data)  # a profile names itself unless it says otherwise
     return parse_params(_merge(Params().model_dump(mode="json"), data), str(path))
 
 

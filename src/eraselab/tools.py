@@ -49,3 +49,38 @@ def cmd_graph(args) -> None:
     raw = yaml.safe_load(Path(args.params).read_text()) or {}
     files = graph.write_fingerprints(load_params(args.params), raw=raw)
     print(f"dvc.yaml: {'written' if changed else 'unchanged'}; {len(files)} fingerprint(s) and job key(s) changed")
+
+
+def cmd_compare(args) -> None:
+    """The method × attack table of each experiment (or git revision): which defence holds under which attack."""
+    from eraselab.params import ParamsError
+    from eraselab.report.summary import compare
+
+    try:
+        print(compare(args.names))
+    except ValueError as e:
+        raise ParamsError(str(e)) from None
+
+
+def cmd_readme(args) -> None:
+    """Write README.md's results table from metrics/summary.json (`--check`: only say whether it is current)."""
+    import json
+
+    from eraselab.params import ParamsError
+    from eraselab.report.summary import SUMMARY_FILE, replace_readme_block
+
+    if not Path(SUMMARY_FILE).exists():
+        raise ParamsError(f"{SUMMARY_FILE}: missing; run `dvc repro` (the report stage writes it)")
+    readme = Path("README.md")
+    text = readme.read_text()
+    try:
+        new = replace_readme_block(text, json.loads(Path(SUMMARY_FILE).read_text()))
+    except ValueError as e:
+        raise ParamsError(str(e)) from None
+    if args.check:
+        if new != text:
+            raise ParamsError(f"README.md: its results table differs from {SUMMARY_FILE}; run `eraselab readme`")
+        print("README.md: current")
+        return
+    readme.write_text(new)
+    print(f"README.md: {'written' if new != text else 'unchanged'}")

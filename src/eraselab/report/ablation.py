@@ -118,7 +118,15 @@ def _experiments(show: list[dict]):
                 continue
             for rev in exp.get("revs") or []:
                 if rev.get("name") and rev.get("data"):
-                    yield rev["name"], rev["data"], baseline.get("rev", "")
+                    yield rev["name"], {**rev["data"], "rev": rev.get("rev", "")}, baseline.get("rev", "")
+
+
+def _committed(rev: str, file: str) -> dict | None:
+    """A cell's metrics as the experiment's commit holds them (cells are tracked in git, not DVC metrics)."""
+    if not rev:
+        return None
+    out = subprocess.run(["git", "show", f"{rev}:{file}"], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else None
 
 
 def rows_from_show(spec: AblationSpec, path: Path, show: list[dict]) -> list[dict]:
@@ -135,7 +143,7 @@ def rows_from_show(spec: AblationSpec, path: Path, show: list[dict]) -> list[dic
         metrics = {}
         for concept in spec.concepts:
             file = f"metrics/cells/{spec.method}/{concept}/{spec.attack}.json"
-            cell = (data.get("metrics") or {}).get(file, {}).get("data")
+            cell = (data.get("metrics") or {}).get(file, {}).get("data") or _committed(data.get("rev", ""), file)
             if cell is not None:
                 metrics[concept] = {k: cell[k] for k in METRICS}
         rows.append({"variant": variant, "changed": spec.variants[variant], "params": params, "metrics": metrics,

@@ -194,6 +194,24 @@ def ablation_tables(ablations_dir: Path | None) -> list[tuple[str, str, str]]:
     return out
 
 
+KID_NOTE = ("KID is an unbiased estimator: where a method's benign images do not differ from the reference's, "
+            "it scatters around zero and can come out negative; read small negative values as zero.")
+
+
+def _strip_note(caption: str) -> str:
+    """What a cell strip's images are: ``caption`` is ``method / concept / attack``."""
+    attack = caption.rsplit(" / ", 1)[-1]
+    if attack == "no_attack":
+        return "the attack seeds' own prompts through the defence, no attack"
+    return f"{attack}'s adversarial prompts through the defence"
+
+
+def _html_bold(text: str) -> str:
+    import re
+
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text).replace("`", "")
+
+
 def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray, records: list[dict], judge, out: Path,
                  cells_dir: Path, attacks_dir: Path, ablations_dir: Path | None = None,
                  detectors: dict | None = None, timings_dir: Path | None = None) -> dict:
@@ -275,8 +293,12 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
         blurred = f"{int(flagged.sum())} of {n} images blurred (concepts: {', '.join(rp.censor_concepts) or 'none'})"
         grid_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in tables)
         ablation_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in ablations) or "None collected."
-        strips_md = "\n\n".join(f"**{caption}** (adversarial prompts' images)\n\n![{caption}]({name})"
+        strips_md = "\n\n".join(f"**{caption}** ({_strip_note(caption)})\n\n![{caption}]({name})"
                                   for name, (caption, _) in strips.items())
+        from eraselab.report.summary import build_summary, headline
+
+        opening = headline(build_summary(summary["grid"], summary["quality"], params.grid.attacks, rp.profile, ""),
+                           params.evaluation.fid_reference)
         cost_md = f"\n## {COST_TITLE}\n{cost['md']}\n" if cost else ""
         toy_md = f"""## Base model: prompt following on held-out phrasings
 {base['n_images']} images, judge-scored.
@@ -301,10 +323,12 @@ First row's prompts: {'; '.join(captions)}
 """ if toy else "## Base model\nNone in this profile: the grid runs on a given model (model.source: hub).\n"
         md = f"""# eraselab report
 
+{opening}
+
 ## Erasure grid
 Methods: {', '.join(params.grid.methods)}; concepts: {', '.join(params.grid.concepts)}; attacks:
 {', '.join(params.grid.attacks)}. {n_blurred} of {n_shown} images in this report are blurred because the
-detector flags them (censored concepts: {', '.join(rp.censor_concepts) or 'none'}).
+detector flags them (censored concepts: {', '.join(rp.censor_concepts) or 'none'}). {KID_NOTE}
 
 {grid_md}
 
@@ -339,12 +363,13 @@ First row: {html.escape('; '.join(captions))}</figcaption></figure>
 """ if toy else "<h2>Base model</h2><p>None in this profile: the grid runs on a given model (model.source: hub).</p>\n"
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>eraselab report</title><style>{CSS}</style></head>
 <body><h1>eraselab report</h1>
+<p>{_html_bold(html.escape(opening))}</p>
 <h2>Erasure grid</h2><p>{n_blurred} of {n_shown} images in this report are blurred because the detector flags
-them (censored concepts: {html.escape(', '.join(rp.censor_concepts) or 'none')}).</p>
+them (censored concepts: {html.escape(', '.join(rp.censor_concepts) or 'none')}). {html.escape(KID_NOTE)}</p>
 {''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in tables)}
 <figure>{img('tradeoff.png', 'ASR vs retention')}</figure>
 <figure>{img('erase_loss.png', 'erasure training loss')}</figure>
-{''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: adversarial prompts' images</figcaption></figure>" for name, (caption, _) in strips.items())}
+{''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: {html.escape(_strip_note(caption))}</figcaption></figure>" for name, (caption, _) in strips.items())}
 <h2>Metric definitions</h2><p>Every metrics file carries these declarations; numbers are comparable only
 between equal specs.</p><pre>{html.escape(specs_text)}</pre>
 <h2>Ablations</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None collected.</p>"}

@@ -16,6 +16,7 @@ BASE_METRICS = "metrics/base_model.json"
 FINGERPRINTS = "workflow/fingerprints"
 REPORTS = "reports"
 METRICS = "metrics"
+SUMMARY = "metrics/summary.json"  # the headline numbers, tracked in git (eraselab.report.summary)
 PLOTS = "plots"
 ABLATIONS = "ablations"
 TIMINGS = "logs/stages"

@@ -1,4 +1,5 @@
-"""report: reports/ (metrics.json, report.md, index.html, plots) from every metric of the grid."""
+"""report: reports/ (metrics.json, report.md, index.html, plots) and metrics/summary.json (the headline
+numbers, tracked in git) from every metric of the grid."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def jobs(params) -> list[Job]:
             *(paths.attacked(m, c, a) for m, c in grid for a in params.grid.attacks), paths.ABLATIONS]
     # not a dep: logs/stages (the cost section). Every stage rewrites those untracked records, and a fresh
     # clone has none when the engines build their graphs; they feed no cached result.
-    return [Job("report", {}, deps, [Out(paths.REPORTS)], ["grid", "report"], mem_mb=2000)]
+    return [Job("report", {}, deps, [Out(paths.REPORTS), Out(paths.SUMMARY, directory=False, metric=True, cache=False)],
+                ["grid", "report"], mem_mb=2000)]
 
 
 def run(params) -> None:
@@ -43,4 +45,15 @@ def run(params) -> None:
     summary = build_report(params, Path(paths.METRICS), Path(paths.PLOTS), images, records, judge, Path(paths.REPORTS),
                            Path(paths.METRICS) / "cells", Path("data/attacks"), Path(paths.ABLATIONS), detectors,
                            Path(paths.TIMINGS))
+    write_summary(params, summary)
     print(summary)
+
+
+def write_summary(params, report: dict) -> None:
+    import json
+
+    from eraselab.io import atomic_write_text
+    from eraselab.report.summary import build_summary, code_commit
+
+    summary = build_summary(report["grid"], report["quality"], params.grid.attacks, params.report.profile, code_commit())
+    atomic_write_text(paths.SUMMARY, json.dumps(summary, indent=2) + "\n")

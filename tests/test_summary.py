@@ -1,0 +1,92 @@
+"""metrics/summary.json: per-method means, the README's generated table, `eraselab compare`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from eraselab.report import summary as s
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cell(asr, pre=0.1, target=0.2):
+    return {"asr": asr, "pre_asr": pre, "target_rate": target, "heldout_rate": 0.3, "retention": 0.9, "clip": 50.0}
+
+
+GRID = {"none": {"red": {"no_attack": cell(1.0, 1.0, 1.0), "p4d_n": cell(1.0, 1.0, 1.0)},
+                 "star": {"no_attack": cell(0.9, 0.9, 0.9), "p4d_n": cell(1.0, 0.9, 0.9)}},
+        "esd_x": {"red": {"no_attack": cell(0.1), "p4d_n": cell(0.5)},
+                  "star": {"no_attack": cell(0.3, 0.3), "p4d_n": cell(0.2, 0.3)}}}
+QUALITY = {"none": {"red": {"fid": None, "kid": 0.0}, "star": {"fid": None, "kid": 0.0}},
+           "esd_x": {"red": {"fid": 10.0, "kid": 0.002}, "star": {"fid": 20.0, "kid": -0.001}}}
+
+
+def test_means_over_concepts_and_the_worst_case():
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", "c0ffee")
+    esd = out["methods"]["esd_x"]
+    assert esd["asr"] == {"no_attack": 0.2, "p4d_n": 0.35}
+    assert esd["worst_asr"] == 0.4  # red: max(0.1, 0.5); star: max(0.3, 0.2)
+    assert esd["pre_asr"] == 0.2 and esd["fid"] == 15.0 and esd["kid"] == 0.0005
+    assert out["methods"]["none"]["fid"] is None
+    assert out["size"] == {"methods": 2, "concepts": 2, "attacks": 2, "cells": 8}
+    assert out["grid"]["esd_x"]["star"]["p4d_n"]["asr"] == 0.2
+
+
+def test_compare_marks_the_lowest_worst_case_and_fits_a_terminal():
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", "c0ffee")
+    show = [{"rev": "workspace", "data": {"metrics": {s.SUMMARY_FILE: {"data": out}}},
+             "experiments": [{"revs": [{"rev": "abc", "name": "exp-1", "data": {"metrics": {s.SUMMARY_FILE: {"data": out}}}}]}]}]
+    text = s.compare([], show)
+    assert "workspace:" in text and "exp-1:" in text
+    assert "esd_x *" in text and "none *" not in text
+    assert max(len(line) for line in text.splitlines()) <= 120
+    with pytest.raises(ValueError, match="exp-9.*experiments: workspace, exp-1"):
+        s.compare(["exp-9"], show)
+
+
+def test_headline_names_the_defence_with_the_lowest_worst_case():
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", "c0ffee")
+    text = s.headline(out)
+    assert "**esd_x**'s, 0.40" in text and "undefended `none`: worst-case ASR 1.00" in text
+
+
+def test_readme_block_is_replaced_and_checked():
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", "c0ffee")
+    text = f"intro\n{s.README_START}\nold\n{s.README_END}\nrest\n"
+    new = s.replace_readme_block(text, out)
+    assert new.startswith("intro\n") and new.endswith("rest\n") and "| esd_x | 0.20 |" in new
+    with pytest.raises(ValueError, match="README.md: no"):
+        s.replace_readme_block("no markers", out)
+
+
+def test_the_readme_table_is_generated_from_the_tracked_summary():
+    """README.md's results table equals what `eraselab readme` writes from the committed metrics/summary.json."""
+    summary = json.loads((ROOT / s.SUMMARY_FILE).read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert s.replace_readme_block(readme, summary) == readme
+    assert summary["profile"] == "default" and summary["size"]["cells"] > 100
+    result = subprocess.run(["eraselab", "readme", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_summary_is_tracked_in_git_and_shown_by_dvc(dvc_micro_run):
+    """metrics/summary.json: the micro profile named, every cell of reports/metrics.json, per-method means; it and
+    the per-cell files are git files (DVC `cache: false`), and `dvc metrics show` lists the summary only."""
+    summary = json.loads((dvc_micro_run / "metrics" / "summary.json").read_text())
+    grid = json.loads((dvc_micro_run / "reports" / "metrics.json").read_text())["grid"]
+    assert summary["profile"] == "micro" and len(summary["commit"]) >= 40
+    assert summary["size"]["cells"] == sum(len(a) for c in grid.values() for a in c.values())
+    assert summary["grid"]["esd_x"]["red"]["unlearndiffatk"]["asr"] == round(grid["esd_x"]["red"]["unlearndiffatk"]["asr"], 4)
+    assert summary["methods"]["none"]["worst_asr"] == round(max(a["asr"] for a in grid["none"]["red"].values()), 4)
+    lock = (dvc_micro_run / "dvc.lock").read_text()
+    for path in ("metrics/summary.json", "metrics/cells/esd_x/red/no_attack.json", "metrics/quality/esd_x/red.json"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=dvc_micro_run).returncode == 0
+        assert not ignored, path  # DVC git-ignores what it caches; these stay git files
+    assert "metrics/summary.json" in lock
+    shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=dvc_micro_run, capture_output=True, text=True,
+                           check=True).stdout
+    assert "metrics/summary.json" in shown and "metrics/cells" not in shown
