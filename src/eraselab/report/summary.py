@@ -85,6 +85,9 @@ def markdown_table(summary: dict) -> str:
                f"`{summary['commit'][:7]}{'+modified' if summary['commit'].endswith('+modified') else ''}`. "
                "Rates are shares of images that show the concept (lower is better, except retention); "
                "worst ASR: the highest ASR any attack reached, per concept.")
+    if any(r[header.index("FID")] == "–" for r in rows):
+        caption += (" FID –: too few images for the feature dimension (the metric spec's `fid_min_images: skip`); "
+                    "KID has no such limit.")
     return caption + "\n\n" + "\n".join(lines)
 
 
