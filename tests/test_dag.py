@@ -262,10 +262,10 @@ def test_a_stale_dvc_yaml_stops_the_check_stage(micro, tmp_path):
 
 def test_dvc_lock_stays_small_per_stage(dvc_micro_run):
     """One key per job instead of per-file code deps and params values: no stage but `check` (which holds
-    params.yaml, for `dvc params diff`) records params, and a stage's lock entry stays under 1.2 kB."""
+    params.yaml, for `dvc params diff`) records params, and a stage's deps and command stay under 1.5 kB."""
     stages = yaml.safe_load((dvc_micro_run / "dvc.lock").read_text())["stages"]
     assert [name for name, stage in stages.items() if "params" in stage] == ["check"]
     # deps and command only: outputs are one line each however many a stage writes (cells, figures)
     sizes = {name: len(yaml.safe_dump({k: v for k, v in stage.items() if k != "outs"}))
              for name, stage in stages.items() if name != "check"}
-    assert max(sizes.values()) < 1200, sizes
+    assert max(sizes.values()) < 1500, sizes
