@@ -18,6 +18,8 @@ import subprocess
 from pathlib import Path
 from statistics import fmean
 
+from eraselab.stages import paths
+
 ROW_METRICS = ("target_rate", "heldout_rate", "retention", "clip", "pre_asr")  # the same in each cell of a row
 
 
@@ -151,7 +153,7 @@ def headline(summary: dict, reference: str = "none") -> str:
 
 
 # --- `eraselab compare` ---------------------------------------------------------------------------------------
-SUMMARY_FILE = "metrics/summary.json"
+SUMMARY_FILE = paths.SUMMARY  # one definition of the path: the graph's
 
 
 def _summaries_from_show(show: list[dict]):
