@@ -87,7 +87,9 @@ def test_dvc_exp_show_lists_params_and_metrics(dvc_micro_run):
     out = subprocess.run(["dvc", "exp", "show", "--csv", "--no-pager"], cwd=dvc_micro_run, capture_output=True,
                          text=True, check=True).stdout
     header = [column.split(":")[-1] for column in out.splitlines()[0].split(",")]  # first column keeps its file
-    for metric in ("base_model.accuracy.shape", "base_model.accuracy.colour", "base_model.accuracy.texture"):
+    # metrics/summary.json is the one metrics file: the base model's accuracy and each method's means
+    for metric in ("base_model.accuracy.shape", "base_model.accuracy.colour", "base_model.accuracy.texture",
+                   "methods.esd_x.worst_asr", "methods.esd_x.asr.unlearndiffatk"):
         assert metric in header
     assert "base_model.train.steps" in header and "world.n_train" in header
 
@@ -104,7 +106,8 @@ def test_snakemake_builds_identical_artifacts(dvc_micro_run, tmp_path):
     result = subprocess.run(["snakemake", "--cores", "2", "reports/"], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     for path in ("models/base/unet/diffusion_pytorch_model.safetensors", "models/judge/judge.safetensors",
-                 "metrics/base_model.json", "data/generated/base/images/00000.png", "reports/metrics.json"):
+                 "metrics/base_model.json", "data/generated/base/images/00000.png", "reports/metrics.json",
+                 "metrics/summary.json"):
         assert (repo / path).read_bytes() == (dvc_micro_run / path).read_bytes(), path
     # With DVC's lock beside them, Snakemake's outputs hash exactly as DVC's (all but reports/, whose
     # report.md, index.html and cost.png show each run's own untracked stage timings; its metrics.json is

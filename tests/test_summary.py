@@ -26,7 +26,7 @@ QUALITY = {"none": {"red": {"fid": None, "kid": 0.0}, "star": {"fid": None, "kid
 
 
 def test_means_over_concepts_and_the_worst_case():
-    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", "c0ffee")
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default")
     esd = out["methods"]["esd_x"]
     assert esd["asr"] == {"no_attack": 0.2, "p4d_n": 0.35}
     assert esd["worst_asr"] == 0.4  # red: max(0.1, 0.5); star: max(0.3, 0.2)
@@ -34,10 +34,20 @@ def test_means_over_concepts_and_the_worst_case():
     assert out["methods"]["none"]["fid"] is None
     assert out["size"] == {"methods": 2, "concepts": 2, "attacks": 2, "cells": 8}
     assert out["grid"]["esd_x"]["star"]["p4d_n"]["asr"] == 0.2
+    assert out["quality"]["esd_x"]["star"] == {"fid": 20.0, "kid": -0.001}
+    assert "base_model" not in out  # a given model (no toy world): no base-model block
+
+
+def test_the_toy_worlds_model_and_judge_are_summarised():
+    toy = {"base_model": {"accuracy": {"shape": 0.9, "colour": 1.0}, "clip_score": 30.0},
+           "judge": {"heldout_accuracy": {"shape": 1.0, "colour": 1.0}}}
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", toy)
+    assert out["base_model"] == {"accuracy": {"shape": 0.9, "colour": 1.0}}
+    assert out["judge"] == {"heldout_accuracy": {"shape": 1.0, "colour": 1.0}}
 
 
 def test_compare_marks_the_lowest_worst_case_and_fits_a_terminal():
-    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", "c0ffee")
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default")
     show = [{"rev": "workspace", "data": {"metrics": {s.SUMMARY_FILE: {"data": out}}},
              "experiments": [{"revs": [{"rev": "abc", "name": "exp-1", "data": {"metrics": {s.SUMMARY_FILE: {"data": out}}}}]}]}]
     text = s.compare([], show)
@@ -49,13 +59,13 @@ def test_compare_marks_the_lowest_worst_case_and_fits_a_terminal():
 
 
 def test_headline_names_the_defence_with_the_lowest_worst_case():
-    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", "c0ffee")
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default")
     text = s.headline(out)
     assert "**esd_x**'s, 0.40" in text and "undefended `none`: worst-case ASR 1.00" in text
 
 
 def test_readme_block_is_replaced_and_checked():
-    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", "c0ffee")
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default")
     text = f"intro\n{s.README_START}\nold\n{s.README_END}\nrest\n"
     new = s.replace_readme_block(text, out)
     assert new.startswith("intro\n") and new.endswith("rest\n") and "| esd_x | 0.20 |" in new
@@ -74,19 +84,22 @@ def test_the_readme_table_is_generated_from_the_tracked_summary():
 
 
 def test_summary_is_tracked_in_git_and_shown_by_dvc(dvc_micro_run):
-    """metrics/summary.json: the micro profile named, every cell of reports/metrics.json, per-method means; it and
-    the per-cell files are git files (DVC `cache: false`), and `dvc metrics show` lists the summary only."""
+    """metrics/summary.json: the micro profile named, every cell of reports/metrics.json, per-method means; it is
+    a git file (DVC `cache: false`), the per-cell files are DVC-cached, and `dvc metrics show` lists the
+    summary only."""
     summary = json.loads((dvc_micro_run / "metrics" / "summary.json").read_text())
     grid = json.loads((dvc_micro_run / "reports" / "metrics.json").read_text())["grid"]
-    assert summary["profile"] == "micro" and len(summary["commit"]) >= 40
+    quality = json.loads((dvc_micro_run / "metrics" / "quality" / "esd_x" / "red.json").read_text())
+    assert summary["profile"] == "micro" and "commit" not in summary  # a function of its inputs alone
+    assert set(summary["base_model"]["accuracy"]) == {"shape", "colour", "texture"}
     assert summary["size"]["cells"] == sum(len(a) for c in grid.values() for a in c.values())
     assert summary["grid"]["esd_x"]["red"]["unlearndiffatk"]["asr"] == round(grid["esd_x"]["red"]["unlearndiffatk"]["asr"], 4)
     assert summary["methods"]["none"]["worst_asr"] == round(max(a["asr"] for a in grid["none"]["red"].values()), 4)
-    lock = (dvc_micro_run / "dvc.lock").read_text()
-    for path in ("metrics/summary.json", "metrics/cells/esd_x/red/no_attack.json", "metrics/quality/esd_x/red.json"):
-        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=dvc_micro_run).returncode == 0
-        assert not ignored, path  # DVC git-ignores what it caches; these stay git files
-    assert "metrics/summary.json" in lock
+    assert summary["quality"]["esd_x"]["red"]["kid"] == round(quality["kid"], 6)
+    ignored = lambda path: subprocess.run(["git", "check-ignore", "-q", path], cwd=dvc_micro_run).returncode == 0  # noqa: E731
+    assert not ignored("metrics/summary.json")  # a git file
+    assert ignored("metrics/cells/esd_x/red/no_attack.json") and ignored("metrics/quality/esd_x/red.json")
+    assert "metrics/summary.json" in (dvc_micro_run / "dvc.lock").read_text()
     shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=dvc_micro_run, capture_output=True, text=True,
                            check=True).stdout
     assert "metrics/summary.json" in shown and "metrics/cells" not in shown

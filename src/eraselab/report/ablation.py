@@ -122,11 +122,16 @@ def _experiments(show: list[dict]):
 
 
 def _committed(rev: str, file: str) -> dict | None:
-    """A cell's metrics as the experiment's commit holds them (cells are tracked in git, not DVC metrics)."""
+    """A cell's metrics as the experiment's commit holds them: its dvc.lock names the file's hash, the DVC
+    cache (where `dvc exp run` stored it) has the content. None where either is missing."""
     if not rev:
         return None
-    out = subprocess.run(["git", "show", f"{rev}:{file}"], capture_output=True, text=True)
-    return json.loads(out.stdout) if out.returncode == 0 else None
+    import dvc.api
+
+    try:
+        return json.loads(dvc.api.read(file, rev=rev))
+    except Exception:  # noqa: BLE001 - an experiment whose outputs were garbage-collected has no row data
+        return None
 
 
 def rows_from_show(spec: AblationSpec, path: Path, show: list[dict]) -> list[dict]:

@@ -218,7 +218,10 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
     """``detectors``: concept -> `Detector` for censored real-path concepts (NudeNet blurs its boxes);
     toy concepts are censored with the judge. ``timings_dir``: the stage records (logs/stages) behind the
     "Cost of the runs on this machine" section; shown in report.md and index.html only, never in
-    metrics.json (they are untracked measurements: metrics.json stays bit-identical across runs and engines)."""
+    metrics.json (they are untracked measurements: metrics.json stays bit-identical across runs and engines).
+
+    Returns the headline summary (`report.summary.build_summary`) that opens the report, for
+    metrics/summary.json."""
     metrics_dir = Path(metrics_dir)
     # The toy world's base model, judge and CLIP: absent from a real-path graph (sd14), whose report is the grid
     toy = images is not None and (metrics_dir / "base_model.json").exists()
@@ -259,6 +262,10 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
     from eraselab.evaluation.detectors import censored  # here: detectors import report.censor
     from eraselab.generate import read_images
 
+    from eraselab.report.summary import build_summary, headline
+
+    short = build_summary(summary["grid"], summary["quality"], params.grid.attacks, rp.profile,
+                          summary if toy else None)
     tables = grid_tables(summary["grid"], params.grid.attacks, summary["quality"])
     summary["metric_specs"] = read_metric_specs(params, cells_dir, summary["quality"])
     specs_text = json.dumps(summary["metric_specs"], indent=1)
@@ -295,10 +302,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
         ablation_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in ablations) or "None collected."
         strips_md = "\n\n".join(f"**{caption}** ({_strip_note(caption)})\n\n![{caption}]({name})"
                                   for name, (caption, _) in strips.items())
-        from eraselab.report.summary import build_summary, headline
-
-        opening = headline(build_summary(summary["grid"], summary["quality"], params.grid.attacks, rp.profile, ""),
-                           params.evaluation.fid_reference)
+        opening = headline(short, params.evaluation.fid_reference)
         cost_md = f"\n## {COST_TITLE}\n{cost['md']}\n" if cost else ""
         toy_md = f"""## Base model: prompt following on held-out phrasings
 {base['n_images']} images, judge-scored.
@@ -375,4 +379,4 @@ between equal specs.</p><pre>{html.escape(specs_text)}</pre>
 <h2>Ablations</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None collected.</p>"}
 {toy_html}{cost_html}</body></html>"""
         (tmp / "index.html").write_text(page)
-    return summary
+    return short

@@ -1,15 +1,21 @@
 """metrics/summary.json: the grid's headline numbers, small enough to track in git (DVC `cache: false`).
 
-Layout (every value a number, except the profile's name and the commit):
+Layout (every value a number, except the profile's name):
 
-- ``profile``, ``commit`` (the code that made it; ``+modified`` where the source differed from it),
-  ``size`` (methods, concepts, attacks, cells);
+- ``profile``, ``size`` (methods, concepts, attacks, cells);
+- ``base_model.accuracy.<kind>`` and ``judge.heldout_accuracy.<kind>`` where the profile trains the toy
+  world's model and judge (absent on a given model);
 - ``grid.<method>.<concept>.<attack>.<metric>``: each cell's rates, as in reports/metrics.json;
+- ``quality.<method>.<concept>.{fid,kid}``: the quality cost on benign prompts (null where undefined);
 - ``methods.<method>.<metric>``: means over concepts — ``target_rate``, ``heldout_rate``, ``retention``,
   ``clip``, ``fid``, ``kid`` (of its benign-prompt images against the reference method), ``pre_asr``,
   ``asr.<attack>``, and ``worst_asr``: the mean over concepts of the highest ASR any attack reached.
 
 `eraselab compare` prints it per experiment; `eraselab readme` writes the README's table from it.
+
+It holds no commit and no time: it is a function of the report stage's inputs alone, bit-identical across
+clones and engines. The code and data behind it are pinned by dvc.lock; the git commit that carries both
+names them.
 """
 
 from __future__ import annotations
@@ -23,23 +29,15 @@ from eraselab.stages import paths
 ROW_METRICS = ("target_rate", "heldout_rate", "retention", "clip", "pre_asr")  # the same in each cell of a row
 
 
-def code_commit(root: Path | None = None) -> str:
-    """HEAD's commit, with ``+modified`` where the package source differs from it; ``unknown`` outside git."""
-    run = lambda *args: subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)  # noqa: E731
-    head = run("rev-parse", "HEAD")
-    if head.returncode != 0:
-        return "unknown"
-    dirty = run("status", "--porcelain", "--", "src", "pyproject.toml").stdout.strip()
-    return head.stdout.strip() + ("+modified" if dirty else "")
-
-
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return round(fmean(values), 4) if values else None
 
 
-def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, commit: str) -> dict:
-    """``grid[m][c][a]``: the cells' metrics (reports/metrics.json's ``grid``); ``quality[m][c]``: FID/KID."""
+def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, toy: dict | None = None) -> dict:
+    """``grid[m][c][a]``: the cells' metrics (reports/metrics.json's ``grid``); ``quality[m][c]``: FID/KID;
+    ``toy``: ``{"base_model": {"accuracy": …}, "judge": {"heldout_accuracy": …}}`` where the toy world's
+    model and judge were trained."""
     methods = {}
     for m, by_concept in grid.items():
         concepts = list(by_concept)
@@ -50,13 +48,17 @@ def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, c
         row["worst_asr"] = _mean(max(by_concept[c][a]["asr"] for a in attacks) for c in concepts)
         methods[m] = row
     concepts = sorted({c for by_concept in grid.values() for c in by_concept})
-    return {"profile": profile, "commit": commit,
+    return {"profile": profile,
+            **({"base_model": {"accuracy": toy["base_model"]["accuracy"]},
+                "judge": {"heldout_accuracy": toy["judge"]["heldout_accuracy"]}} if toy else {}),
             "size": {"methods": len(grid), "concepts": len(concepts), "attacks": len(attacks),
                      "cells": len(grid) * len(concepts) * len(attacks)},
             "methods": methods,
             "grid": {m: {c: {a: {k: round(v, 4) if isinstance(v, float) else v for k, v in cell.items()}
                              for a, cell in by_attack.items()} for c, by_attack in by_concept.items()}
-                     for m, by_concept in grid.items()}}
+                     for m, by_concept in grid.items()},
+            "quality": {m: {c: {k: None if q.get(k) is None else round(q[k], 6) for k in ("fid", "kid")}
+                            for c, q in by_concept.items()} for m, by_concept in quality.items()}}
 
 
 # --- reading it back: the README table, `eraselab compare` -------------------------------------------------
@@ -83,8 +85,8 @@ def markdown_table(summary: dict) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     size = summary["size"]
     caption = (f"Profile `{summary['profile']}`: {size['methods']} methods × {size['concepts']} concepts × "
-               f"{size['attacks']} attacks ({size['cells']} cells), means over concepts; code "
-               f"`{summary['commit'][:7]}{'+modified' if summary['commit'].endswith('+modified') else ''}`. "
+               f"{size['attacks']} attacks ({size['cells']} cells), means over concepts, from `metrics/summary.json` (its code and data: "
+               "`dvc.lock`). "
                "Rates are shares of images that show the concept (lower is better, except retention); "
                "worst ASR: the highest ASR any attack reached, per concept.")
     if any(r[header.index("FID")] == "–" for r in rows):
@@ -205,6 +207,6 @@ def compare(names: list[str], show: list[dict] | None = None) -> str:
     blocks = []
     for label, summary in chosen.items():
         size = summary["size"]
-        blocks.append(f"{label}: profile {summary['profile']}, {size['cells']} cells, code {summary['commit'][:7]}"
+        blocks.append(f"{label}: profile {summary['profile']}, {size['cells']} cells"
                       f" (ASR per attack; * lowest worst-case ASR)\n{compare_table(summary)}")
     return "\n\n".join(blocks)

@@ -31,7 +31,11 @@ KINDS = ("check", "world", "base_model", "judge", "clip", "prompts", "generate",
 @dataclass(frozen=True)
 class Out:
     """One output: a folder or a file; ``metric`` / ``plot`` declare it to DVC as such; ``cache=False`` keeps it
-    in git (small, and every commit carries it); ``persist`` keeps it in place while its stage runs."""
+    in git (small, and every commit carries it); ``persist`` keeps it in place while its stage runs.
+
+    Only a metric or plot may be ``cache=False`` (or a persistent output, whose stage DVC never restores):
+    DVC keeps no run-cache entry for a stage with any other uncached output, so going back to earlier
+    params would rerun it instead of restoring it."""
 
     path: str
     directory: bool = True
@@ -39,6 +43,11 @@ class Out:
     plot: dict | None = None
     cache: bool = True
     persist: bool = False
+
+    def __post_init__(self):
+        if not (self.cache or self.metric or self.plot or self.persist):
+            raise ValueError(f"{self.path}: an uncached output must be a metric or plot (DVC's run-cache skips "
+                             "stages with other uncached outputs)")
 
 
 @dataclass

@@ -17,9 +17,9 @@ def jobs(params) -> list[Job]:
     return [Job("evaluate", {"method": m, "concept": c},
                 [paths.concept(c), paths.defended(m, c), *(paths.attacked(m, c, a) for a in params.grid.attacks),
                  *judge_deps(params, c), *clip_deps(params), *([paths.defended(ref, c)] if ref != m else [])],
-                # in git (small; every commit carries them), not DVC metrics: `dvc exp show` shows the summary
-                [*(Out(paths.cell_metrics(m, c, a), directory=False, cache=False) for a in params.grid.attacks),
-                 Out(paths.quality(m, c), directory=False, cache=False)],
+                # cached like any output (their numbers reach git in metrics/summary.json, the report's)
+                [*(Out(paths.cell_metrics(m, c, a), directory=False) for a in params.grid.attacks),
+                 Out(paths.quality(m, c), directory=False)],
                 ["grid.threads", "evaluation.fid", "evaluation.fid_reference", *detector_params(params, c)],
                 plugins=[("detectors", detector_name(params, c))], threads=params.grid.threads, mem_mb=2000)
             for m in params.grid.methods for c in params.grid.concepts]

@@ -28,6 +28,9 @@ def jobs(params) -> list[Job]:
 
 
 def run(params) -> None:
+    import json
+
+    from eraselab.io import atomic_write_text
     from eraselab.evaluation.detectors import build_detector
     from eraselab.params import detector_choice
     from eraselab.report.build import build_report
@@ -45,15 +48,5 @@ def run(params) -> None:
     summary = build_report(params, Path(paths.METRICS), Path(paths.PLOTS), images, records, judge, Path(paths.REPORTS),
                            Path(paths.METRICS) / "cells", Path("data/attacks"), Path(paths.ABLATIONS), detectors,
                            Path(paths.TIMINGS))
-    write_summary(params, summary)
-    print(summary)
-
-
-def write_summary(params, report: dict) -> None:
-    import json
-
-    from eraselab.io import atomic_write_text
-    from eraselab.report.summary import build_summary, code_commit
-
-    summary = build_summary(report["grid"], report["quality"], params.grid.attacks, params.report.profile, code_commit())
     atomic_write_text(paths.SUMMARY, json.dumps(summary, indent=2) + "\n")
+    print(f"{paths.REPORTS}/ and {paths.SUMMARY} written: {summary['size']['cells']} cells")
