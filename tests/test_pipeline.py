@@ -162,7 +162,7 @@ def test_ablation_runs_variants_as_experiments_and_the_report_shows_them(dvc_mic
     assert "every variant has an experiment" in again  # nothing runs twice
     subprocess.run(["dvc", "repro", "report"], cwd=dvc_micro_run, capture_output=True, text=True, check=True)
     report = (dvc_micro_run / "reports" / "report.md").read_text()
-    assert "esd_x (esd_steps)" in report and "| steps-1 | steps=1 |" in report
+    assert "esd_x (esd_steps, profile micro)" in report and "| steps-1 | steps=1 |" in report
 
 
 def test_every_metrics_file_declares_its_metric(dvc_micro_run):

@@ -14,6 +14,8 @@ from eraselab.params import parse_params
 from eraselab.report.build import build_report
 from eraselab.report.cost import SECTION_TITLE
 
+TAG = " (profile default)"  # every section names the profile its numbers come from
+
 ATTACK = "no_attack"
 RECORDS = {"world": ("world", 4.0, 500.0), "erase.esd_x.red": ("erase", 60.0, 900.0),
            "erase.esd_x.star": ("erase", 80.3, 950.0), "erase.uce.red": ("erase", 2.0, 700.0),
@@ -73,8 +75,8 @@ def test_cost_section_shows_per_kind_numbers_and_leaves_metrics_alone(inputs):
     assert "wall_s" not in (with_cost / "metrics.json").read_text()
 
     md = (with_cost / "report.md").read_text()
-    section = md.split(f"## {SECTION_TITLE}\n", 1)[1]
-    assert md.index(f"## {SECTION_TITLE}") > md.index("## Samples")  # the report's last section
+    section = md.split(f"## {SECTION_TITLE}{TAG}\n", 1)[1]
+    assert md.index(f"## {SECTION_TITLE}") > md.index(f"## Samples{TAG}")  # the report's last section
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| stage kind | stages | total wall (s) | slowest (s) | max peak RSS (MB) |")
     assert rows[1:] == ["| world | 1 | 4.0 | 4.0 | 500 | yes |",  # the DAG's order, erase split per method
@@ -90,8 +92,8 @@ def test_cost_section_shows_per_kind_numbers_and_leaves_metrics_alone(inputs):
     assert not (without / "cost.png").exists() and SECTION_TITLE not in (without / "report.md").read_text()
 
     page = (with_cost / "index.html").read_text()
-    assert f"<h2>{SECTION_TITLE}</h2>" in page and "<td>erase esd_x</td><td>2</td><td>140.3</td>" in page
-    assert page.index(f"<h2>{SECTION_TITLE}</h2>") > page.index("<h2>Samples</h2>")
+    assert f"<h2>{SECTION_TITLE}{TAG}</h2>" in page and "<td>erase esd_x</td><td>2</td><td>140.3</td>" in page
+    assert page.index(f"<h2>{SECTION_TITLE}{TAG}</h2>") > page.index(f"<h2>Samples{TAG}</h2>")
     assert page.count("data:image/png;base64,") == (without / "index.html").read_text().count("data:image/png;base64,") + 1
 
 
@@ -101,7 +103,52 @@ def test_missing_timings_folder_is_one_line(inputs, state):
     if state == "empty":
         timings.mkdir(parents=True)
     out = _build(inputs, "report", timings)
-    section = (out / "report.md").read_text().split(f"## {SECTION_TITLE}\n", 1)[1]
+    section = (out / "report.md").read_text().split(f"## {SECTION_TITLE}{TAG}\n", 1)[1]
     assert section.strip().count("\n") == 0 and section.startswith("No stage records under `")
     assert "logs/stages/" in section and not (out / "cost.png").exists()
-    assert f"<h2>{SECTION_TITLE}</h2><p>No stage records under <code>" in (out / "index.html").read_text()
+    assert f"<h2>{SECTION_TITLE}{TAG}</h2><p>No stage records under <code>" in (out / "index.html").read_text()
+
+
+def test_the_frontier_holds_the_methods_no_other_beats_on_both():
+    from eraselab.report.figures import pareto_front
+
+    points = {"none": (1.0, 1.0), "a": (0.9, 0.3), "b": (0.8, 0.4), "c": (0.5, 0.1), "d": (0.9, 0.5)}
+    assert pareto_front(points) == ["c", "a", "none"]  # b is beaten by a on both, d by a on ASR at equal retention
+
+
+def test_strip_frames_show_each_images_verdict():
+    from eraselab.report.build import CLEAR, SHOWS, image_grid
+
+    images = np.zeros((3, 4, 4, 3), np.uint8)
+    canvas = image_grid(images, 3, np.array([True, False, True]))
+    assert tuple(canvas[0, 0]) == SHOWS and tuple(canvas[0, 6]) == CLEAR and tuple(canvas[0, 12]) == SHOWS
+    assert tuple(canvas[1, 1]) == (0, 0, 0)  # the image itself is untouched
+    assert tuple(image_grid(images, 3)[0, 0]) == (255, 255, 255)  # no verdicts: no frames
+
+
+def test_metric_definitions_are_a_table_with_shared_rows():
+    from eraselab.report.build import metric_definition_rows
+
+    detector = {"detector": "judge", "classes": ["red"], "threshold": None}
+    clip = {"formula": "scale * max(cos, 0)", "scale": 100.0}
+    specs = {"concepts": {"red": {"detector": detector, "clip": clip},
+                          "star": {"detector": {**detector, "classes": ["star"]}, "clip": clip}},
+             "fid_kid": {"feature_extractor": "clip_image", "reference": "none/retain"}}
+    rows = metric_definition_rows(specs)
+    assert ["CLIP score", "red, star", "formula: scale * max(cos, 0); scale: 100.0"] in rows
+    assert ["concept detector", "red", "detector: judge; classes: red; threshold: None"] in rows
+    assert rows[-1] == ["FID / KID", "all", "feature_extractor: clip_image; reference: none/retain"]
+
+
+def test_the_report_shows_only_its_profiles_ablation_rows(inputs):
+    params, root = inputs[0], inputs[1]
+    row = {"variant": "v", "changed": {"steps": 1}, "commit": "abc1234",
+           "metrics": {"red": {"target_rate": 0.1, "heldout_rate": 0.2, "retention": 0.9}}}
+    _json(root / "ablations" / "esd.json", {"method": "esd_x", "concepts": ["red"], "attack": "no_attack", "missing": [],
+                                            "rows": [{**row, "profile": "smoke"}]})
+    md = (_build(inputs, "report", None) / "report.md").read_text()
+    assert "esd_x (esd" not in md and "None run with this profile." in md
+    _json(root / "ablations" / "esd.json", {"method": "esd_x", "concepts": ["red"], "attack": "no_attack", "missing": [],
+                                            "rows": [{**row, "profile": "smoke"}, {**row, "variant": "w", "profile": "default"}]})
+    md = (_build(inputs, "report2", None) / "report.md").read_text()
+    assert "esd_x (esd, profile default)" in md and "| w |" in md and "| v |" not in md

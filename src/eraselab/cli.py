@@ -21,9 +21,15 @@ def cmd_stage(kind: str):
     return run
 
 
-KEY_HELP = {"method": "an erasure method of params.yaml's grid.methods",
-            "concept": "a concept of params.yaml's grid.concepts",
-            "attack": "an attack of params.yaml's grid.attacks"}
+def key_help(key: str) -> str:
+    """A stage's key argument: where its valid values are declared, and (methods, attacks) the installed ones."""
+    from eraselab.registry import table
+
+    if key == "concept":
+        return "a concept of params.yaml's grid.concepts (e.g. red, star, striped; nudity on the real path)"
+    kind = {"method": "methods", "attack": "attacks"}[key]
+    what = {"method": "an erasure method of params.yaml's grid.methods", "attack": "an attack of params.yaml's grid.attacks"}
+    return f"{what[key]}; installed: {', '.join(sorted(table(kind)))}"
 
 
 def cmd_tool(name: str):
@@ -42,7 +48,10 @@ TOOLS = {
                          "a profile or the plugins)", [("--check", False, "only check that dvc.yaml is current")]),
     "ablation": (cmd_tool("ablation"), "run an ablation spec's variants as `dvc exp run`s and collect them for the report",
                  [("--spec", None, "an ablation spec (ablations/*.yaml)"),
-                  ("--action", "all", "all, run, collect or dry"), ("--rerun", False, "run variants again")]),
+                  ("--action", ("all", "run", "collect", "dry"), "all: run the missing variants, then collect; run; "
+                                                                  "collect: only gather finished experiments; dry: "
+                                                                  "print the commands"),
+                  ("--rerun", False, "run every variant again (after a change to the method's code)")]),
     "compare": (cmd_tool("compare"), "print each experiment's method × attack ASR table from metrics/summary.json",
                 [("names", [], "experiments (dvc exp names) or git revisions; default: the workspace and every "
                                "experiment of `dvc exp show`")]),
@@ -60,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in KINDS:
         module = stage_module(kind)
         help_text = " ".join(module.__doc__.split("\n\n")[0].split())
-        commands[kind.replace("_", "-")] = (cmd_stage(kind), help_text, [(f"--{k}", None, KEY_HELP[k]) for k in module.KEYS])
+        commands[kind.replace("_", "-")] = (cmd_stage(kind), help_text, [(f"--{k}", None, key_help(k)) for k in module.KEYS])
     commands.update(TOOLS)
     for name, (func, help_text, options) in commands.items():
         p = sub.add_parser(name, help=help_text.split(": ", 1)[-1].split(". ")[0].split(" (")[0], description=help_text)
@@ -73,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument(flag, required=True, help=text)
             elif default is False:  # a switch
                 p.add_argument(flag, action="store_true", help=text)
+            elif isinstance(default, tuple):  # finite choices, the first the default
+                p.add_argument(flag, default=default[0], choices=default, help=f"{text} (default: {default[0]})")
             else:
                 p.add_argument(flag, default=default, help=f"{text} (default: {default or 'none'})")
     return parser

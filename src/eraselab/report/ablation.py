@@ -144,7 +144,8 @@ def rows_from_show(spec: AblationSpec, path: Path, show: list[dict]) -> list[dic
         if experiment_name(path, variant) not in found:
             continue
         data, baseline = found[experiment_name(path, variant)]
-        params = data["params"]["params.yaml"]["data"]["erase"][spec.method]
+        everything = data["params"]["params.yaml"]["data"]
+        params = everything["erase"][spec.method]
         metrics = {}
         for concept in spec.concepts:
             file = f"metrics/cells/{spec.method}/{concept}/{spec.attack}.json"
@@ -152,7 +153,7 @@ def rows_from_show(spec: AblationSpec, path: Path, show: list[dict]) -> list[dic
             if cell is not None:
                 metrics[concept] = {k: cell[k] for k in METRICS}
         rows.append({"variant": variant, "changed": spec.variants[variant], "params": params, "metrics": metrics,
-                     "commit": baseline[:7]})
+                     "commit": baseline[:7], "profile": (everything.get("report") or {}).get("profile")})
     return rows
 
 
@@ -169,13 +170,16 @@ def collect(path: str | Path, out: str | Path | None = None) -> dict:
     return result
 
 
-def table(result: dict) -> tuple[list[str], list[list]]:
-    """Header and rows for the report: variant, what it changes, then target/held-out/retention per concept."""
+def table(result: dict, profile: str | None = None) -> tuple[list[str], list[list]]:
+    """Header and rows for the report: variant, what it changes, then target/held-out/retention per concept;
+    with ``profile``, only the rows run with it (numbers of another profile's sizes do not compare)."""
     header = ["variant", "changed", "commit"]
     for c in result["concepts"]:
         header += [f"{c} target", f"{c} held-out", f"{c} retention"]
     rows = []
     for r in result["rows"]:
+        if profile is not None and r.get("profile") != profile:
+            continue
         row = [r["variant"], ", ".join(f"{k}={v}" for k, v in r["changed"].items()) or "defaults", r.get("commit", "")]
         for c in result["concepts"]:
             m = r["metrics"].get(c)

@@ -20,17 +20,26 @@ from eraselab.report.censor import censor, judge_flags  # noqa: E402
 from eraselab.report.cost import CHART as COST_CHART  # noqa: E402
 from eraselab.report.cost import SECTION_TITLE as COST_TITLE  # noqa: E402
 from eraselab.report.cost import section as cost_section  # noqa: E402
+from eraselab.report.figures import asr_heatmaps, figure_png, frontier_plot  # noqa: E402
 
 UPSCALE = 4  # toy images are 32 px: show them at 128 px, pixels kept sharp
 
 
-def image_grid(images: np.ndarray, columns: int) -> np.ndarray:
+SHOWS, CLEAR = (200, 30, 30), (40, 150, 60)  # a strip image's frame: the detector sees the concept / does not
+
+
+def image_grid(images: np.ndarray, columns: int, verdicts: np.ndarray | None = None) -> np.ndarray:
+    """Images tiled ``columns`` wide with a 1 px gap; with ``verdicts``, each framed in red where the detector
+    sees the concept and green where it does not."""
     n, h, w, c = images.shape
     rows = -(-n // columns)
     canvas = np.full((rows * (h + 2), columns * (w + 2), c), 255, np.uint8)
     for i, image in enumerate(images):
         r, col = divmod(i, columns)
-        canvas[r * (h + 2) + 1 : r * (h + 2) + 1 + h, col * (w + 2) + 1 : col * (w + 2) + 1 + w] = image
+        top, left = r * (h + 2), col * (w + 2)
+        if verdicts is not None:
+            canvas[top : top + h + 2, left : left + w + 2] = SHOWS if verdicts[i] else CLEAR
+        canvas[top + 1 : top + 1 + h, left + 1 : left + 1 + w] = image
     return canvas
 
 
@@ -43,13 +52,6 @@ def _png(array: np.ndarray, scale: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def _figure_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def loss_plot(log: list[dict]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
     for ax, stage, key in ((axes[0], "vae", "psnr"), (axes[1], "unet", "loss")):
@@ -58,7 +60,7 @@ def loss_plot(log: list[dict]) -> bytes:
         ax.set_title(f"{stage}: {key}")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def accuracy_plot(per_concept: dict[str, dict[str, float]]) -> bytes:
@@ -70,7 +72,7 @@ def accuracy_plot(per_concept: dict[str, dict[str, float]]) -> bytes:
     ax.set_ylabel("judge accuracy")
     ax.set_title("base model: per-concept accuracy on held-out phrasings")
     ax.grid(axis="y", alpha=0.3)
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _table(header: list[str], rows: list[list]) -> tuple[str, str]:
@@ -111,6 +113,31 @@ def read_metric_specs(params, cells_dir: Path, quality: dict) -> dict:
     return {"concepts": specs, "fid_kid": first}
 
 
+def _spec_text(spec: dict) -> str:
+    parts = []
+    for k, v in spec.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{k2}={v2}" for k2, v2 in v.items())
+        elif isinstance(v, list):
+            v = ", ".join(map(str, v))
+        parts.append(f"{k}: {v}")
+    return "; ".join(parts)
+
+
+def metric_definition_rows(specs: dict) -> list[list[str]]:
+    """``read_metric_specs``'s declarations as table rows (metric, concepts, definition); concepts with the same
+    declaration share a row."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for c, spec in specs["concepts"].items():
+        for name, key in (("concept detector", "detector"), ("CLIP score", "clip")):
+            if spec and spec.get(key):
+                rows.setdefault((name, _spec_text(spec[key])), []).append(c)
+    out = [[name, ", ".join(concepts), text] for (name, text), concepts in rows.items()]
+    if specs.get("fid_kid"):
+        out.append(["FID / KID", "all", _spec_text(specs["fid_kid"])])
+    return out
+
+
 def read_quality(params, metrics_dir: Path) -> dict:
     """quality[method][concept] = {fid, kid, spec} (FID/KID of retain images against the reference method)."""
     out: dict = {}
@@ -138,24 +165,7 @@ def erase_curves_plot(plots_dir: Path, methods: list[str], concepts: list[str]) 
     if ax.lines:
         ax.legend(fontsize=7, ncol=3)
     ax.set_title("erasure training loss")
-    return _figure_png(fig)
-
-
-def tradeoff_plot(grid: dict) -> bytes:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (method, concepts) in enumerate(grid.items()):
-        points = [(v["retention"], v["asr"]) for attacks in concepts.values() for v in attacks.values()
-                  if v["retention"] is not None]  # real-path concepts have no labelled retention
-        if points:
-            ax.scatter(*zip(*points), label=method, color=f"C{i}", s=40, alpha=0.8)
-    ax.set_xlabel("retention (judge accuracy on other concepts)")
-    ax.set_ylabel("ASR")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("ASR vs retention: each point one concept x attack")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def grid_tables(grid: dict, attacks: list[str], quality: dict | None = None) -> list[tuple[str, str, str]]:
@@ -181,16 +191,20 @@ def grid_tables(grid: dict, attacks: list[str], quality: dict | None = None) -> 
     return out
 
 
-def ablation_tables(ablations_dir: Path | None) -> list[tuple[str, str, str]]:
-    """(title, markdown, html) per collected ablation (`eraselab ablation`): rows are DVC experiments."""
+def ablation_tables(ablations_dir: Path | None, profile: str | None = None) -> list[tuple[str, str, str]]:
+    """(title, markdown, html) per collected ablation (`eraselab ablation`): rows are DVC experiments; with
+    ``profile``, only those run with it (an ablation with none is left out)."""
     from eraselab.report.ablation import table
 
     out = []
     for path in sorted(Path(ablations_dir).glob("*.json")) if ablations_dir and Path(ablations_dir).is_dir() else []:
         result = json.loads(path.read_text())
-        title = (f"{result['method']} ({path.stem}): {result['attack']} cells, one `dvc exp run` per row"
-                 + (f"; not run yet: {', '.join(result['missing'])}" if result["missing"] else ""))
-        out.append((title, *_table(*table(result))))
+        header, rows = table(result, profile)
+        if not rows:
+            continue
+        title = (f"{result['method']} ({path.stem}, profile {profile or 'any'}): {result['attack']} cells, one "
+                 "`dvc exp run` per row" + (f"; not run yet: {', '.join(result['missing'])}" if result["missing"] else ""))
+        out.append((title, *_table(header, rows)))
     return out
 
 
@@ -198,9 +212,8 @@ KID_NOTE = ("KID is an unbiased estimator: where a method's benign images do not
             "it scatters around zero and can come out negative; read small negative values as zero.")
 
 
-def _strip_note(caption: str) -> str:
-    """What a cell strip's images are: ``caption`` is ``method / concept / attack``."""
-    attack = caption.rsplit(" / ", 1)[-1]
+def _strip_note(attack: str) -> str:
+    """What a cell strip's images are."""
     if attack == "no_attack":
         return "the attack seeds' own prompts through the defence, no attack"
     return f"{attack}'s adversarial prompts through the defence"
@@ -214,9 +227,11 @@ def _html_bold(text: str) -> str:
 
 def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray, records: list[dict], judge, out: Path,
                  cells_dir: Path, attacks_dir: Path, ablations_dir: Path | None = None,
-                 detectors: dict | None = None, timings_dir: Path | None = None) -> dict:
+                 detectors: dict | None = None, timings_dir: Path | None = None,
+                 verdicts: dict | None = None) -> dict:
     """``detectors``: concept -> `Detector` for censored real-path concepts (NudeNet blurs its boxes);
-    toy concepts are censored with the judge. ``timings_dir``: the stage records (logs/stages) behind the
+    toy concepts are censored with the judge. ``verdicts``: concept -> the `Detector` its cells are scored
+    with; each strip image is framed by its verdict. ``timings_dir``: the stage records (logs/stages) behind the
     "Cost of the runs on this machine" section; shown in report.md and index.html only, never in
     metrics.json (they are untracked measurements: metrics.json stays bit-identical across runs and engines).
 
@@ -230,6 +245,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
                              for path in sorted(Path(ablations_dir).glob("*.json"))}
                if ablations_dir and Path(ablations_dir).is_dir() else {}}
     rp = params.report
+    tag = f" (profile {rp.profile})"
     if toy:
         base = json.loads((metrics_dir / "base_model.json").read_text())
         train = {"summary": json.loads((metrics_dir / "base_model_train.json").read_text()),
@@ -268,15 +284,18 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
                           summary if toy else None)
     tables = grid_tables(summary["grid"], params.grid.attacks, summary["quality"])
     summary["metric_specs"] = read_metric_specs(params, cells_dir, summary["quality"])
-    specs_text = json.dumps(summary["metric_specs"], indent=1)
-    ablations = ablation_tables(ablations_dir)
+    spec_md, spec_html = _table(["metric", "concepts", "declared definition"],
+                                metric_definition_rows(summary["metric_specs"]))
+    ablations = ablation_tables(ablations_dir, rp.profile)
     cost = cost_section(timings_dir) if timings_dir is not None else None
     strips, n_blurred, n_shown = {}, int(flagged.sum()), n
+    verdicts = verdicts or {}
     for m in params.grid.methods:
         for c in params.grid.concepts:
             for a in params.grid.attacks:
                 cell_images, _ = read_images(Path(attacks_dir) / m / c / a / "images")
                 cell_images = cell_images[: rp.grid_columns]
+                seen = verdicts[c].present(cell_images) if c in verdicts else None  # before any blur
                 if detectors and c in detectors:
                     shown, cell_flags = censored(detectors[c], cell_images, rp.blur_radius)
                 elif judge is None and detectors:  # no toy judge: every censored concept's own detector decides
@@ -286,25 +305,30 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
                     cell_flags = judge_flags(judge, cell_images, rp.censor_concepts)
                     shown = censor(cell_images, cell_flags, rp.blur_radius)
                 n_blurred, n_shown = n_blurred + int(cell_flags.sum()), n_shown + len(cell_images)
-                strips[f"cell_{m}_{c}_{a}.png"] = (f"{m} / {c} / {a}", _png(image_grid(shown, rp.grid_columns), UPSCALE))
+                note = _strip_note(a) + (f"; {int(seen.sum())} of {len(seen)} show {c} (red frame; green: not)"
+                                         if seen is not None else "")
+                strips[f"cell_{m}_{c}_{a}.png"] = (f"{m} / {c} / {a}", note,
+                                                   _png(image_grid(shown, rp.grid_columns, seen), UPSCALE))
     with atomic_dir(out) as tmp:
         files = {**({"grid.png": _png(grid, UPSCALE), "loss.png": loss_plot(train["log"]),
                     "accuracy.png": accuracy_plot(base["per_concept"])} if toy else {}),
-                 "tradeoff.png": tradeoff_plot(summary["grid"]),
+                 "heatmap.png": asr_heatmaps(summary["grid"], params.grid.attacks),
+                 "frontier.png": frontier_plot(short),
                  "erase_loss.png": erase_curves_plot(plots_dir, params.grid.methods, params.grid.concepts),
-                 **{name: data for name, (_, data) in strips.items()},
+                 **{name: data for name, (_, _, data) in strips.items()},
                  **({COST_CHART: cost["png"]} if cost and cost["png"] else {})}
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         write_json(tmp / "metrics.json", summary)
         blurred = f"{int(flagged.sum())} of {n} images blurred (concepts: {', '.join(rp.censor_concepts) or 'none'})"
         grid_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in tables)
-        ablation_md = "\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in ablations) or "None collected."
-        strips_md = "\n\n".join(f"**{caption}** ({_strip_note(caption)})\n\n![{caption}]({name})"
-                                  for name, (caption, _) in strips.items())
+        ablation_md = ("\n\n".join(f"### {title}\n\n{table_md}" for title, table_md, _ in ablations)
+                       or "None run with this profile.")
+        strips_md = "\n\n".join(f"**{caption}** ({note})\n\n![{caption}]({name})"
+                                  for name, (caption, note, _) in strips.items())
         opening = headline(short, params.evaluation.fid_reference)
-        cost_md = f"\n## {COST_TITLE}\n{cost['md']}\n" if cost else ""
-        toy_md = f"""## Base model: prompt following on held-out phrasings
+        cost_md = f"\n## {COST_TITLE}{tag}\n{cost['md']}\n" if cost else ""
+        toy_md = f"""## Base model: prompt following on held-out phrasings{tag}
 {base['n_images']} images, judge-scored.
 
 {acc_md}
@@ -317,66 +341,76 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
 
 ![training curves](loss.png)
 
-## Judges
+## Judges{tag}
 {judge_md}
 
-## Samples (held-out prompts; {blurred})
+## Samples{tag} (held-out prompts; {blurred})
 First row's prompts: {'; '.join(captions)}
 
 ![samples](grid.png)
-""" if toy else "## Base model\nNone in this profile: the grid runs on a given model (model.source: hub).\n"
+""" if toy else f"## Base model{tag}\nNone in this profile: the grid runs on a given model (model.source: hub).\n"
+        grid_intro = (f"Methods: {', '.join(params.grid.methods)}; concepts: {', '.join(params.grid.concepts)}; "
+                      f"attacks: {', '.join(params.grid.attacks)}. {n_blurred} of {n_shown} images in this report "
+                      "are blurred because the detector flags them (censored concepts: "
+                      f"{', '.join(rp.censor_concepts) or 'none'}).")
         md = f"""# eraselab report
 
 {opening}
 
-## Erasure grid
-Methods: {', '.join(params.grid.methods)}; concepts: {', '.join(params.grid.concepts)}; attacks:
-{', '.join(params.grid.attacks)}. {n_blurred} of {n_shown} images in this report are blurred because the
-detector flags them (censored concepts: {', '.join(rp.censor_concepts) or 'none'}). {KID_NOTE}
+## Erasure grid{tag}
+{grid_intro}
+
+![ASR heatmaps](heatmap.png)
+
+![ASR vs retention](frontier.png)
+
+{KID_NOTE}
 
 {grid_md}
 
-![ASR vs retention](tradeoff.png)
-
-![erasure training loss](erase_loss.png)
+## Images per cell{tag}
+The first {rp.grid_columns} images of each cell, framed by the concept detector's verdict.
 
 {strips_md}
 
-## Ablations
+![erasure training loss](erase_loss.png)
+
+## Metric definitions{tag}
+Every metrics file carries these declarations (reports/metrics.json has them in full); numbers are
+comparable only between equal definitions.
+
+{spec_md}
+
+## Ablations{tag}
 {ablation_md}
-
-## Metric definitions
-Every metrics file carries these declarations; numbers are comparable only between equal specs.
-
-```json
-{specs_text}
-```
 
 {toy_md}{cost_md}"""
         (tmp / "report.md").write_text(md)
         img = lambda name, alt: f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(files[name]).decode()}">'  # noqa: E731
-        cost_html = (f"<h2>{COST_TITLE}</h2>{cost['html']}"
+        cost_html = (f"<h2>{COST_TITLE}{tag}</h2>{cost['html']}"
                      + (f"<figure>{img(COST_CHART, 'per-stage cost')}</figure>" if cost["png"] else "") + "\n"
                      if cost else "")
-        toy_html = f"""<h2>Base model: prompt following on held-out phrasings</h2><p>{base['n_images']} images, judge-scored.</p>
+        toy_html = f"""<h2>Base model: prompt following on held-out phrasings{tag}</h2><p>{base['n_images']} images, judge-scored.</p>
 {acc_html}{per_html}<figure>{img('accuracy.png', 'per-concept accuracy')}</figure>
 {info_html}<figure>{img('loss.png', 'training curves')}</figure>
-<h2>Judges</h2>{judge_html}
-<h2>Samples</h2><figure>{img('grid.png', 'sample grid')}<figcaption>Held-out prompts; {html.escape(blurred)}.
+<h2>Judges{tag}</h2>{judge_html}
+<h2>Samples{tag}</h2><figure>{img('grid.png', 'sample grid')}<figcaption>Held-out prompts; {html.escape(blurred)}.
 First row: {html.escape('; '.join(captions))}</figcaption></figure>
-""" if toy else "<h2>Base model</h2><p>None in this profile: the grid runs on a given model (model.source: hub).</p>\n"
-        page = f"""<!doctype html><html><head><meta charset="utf-8"><title>eraselab report</title><style>{CSS}</style></head>
+""" if toy else f"<h2>Base model{tag}</h2><p>None in this profile: the grid runs on a given model (model.source: hub).</p>\n"
+        page = f"""<!doctype html><html><head><meta charset="utf-8"><title>eraselab report ({html.escape(rp.profile)})</title><style>{CSS}</style></head>
 <body><h1>eraselab report</h1>
 <p>{_html_bold(html.escape(opening))}</p>
-<h2>Erasure grid</h2><p>{n_blurred} of {n_shown} images in this report are blurred because the detector flags
-them (censored concepts: {html.escape(', '.join(rp.censor_concepts) or 'none')}). {html.escape(KID_NOTE)}</p>
+<h2>Erasure grid{tag}</h2><p>{html.escape(grid_intro)}</p>
+<figure>{img('heatmap.png', 'ASR heatmaps')}</figure>
+<figure>{img('frontier.png', 'ASR vs retention')}</figure>
+<p>{html.escape(KID_NOTE)}</p>
 {''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in tables)}
-<figure>{img('tradeoff.png', 'ASR vs retention')}</figure>
+<h2>Images per cell{tag}</h2><p>The first {rp.grid_columns} images of each cell, framed by the concept detector's verdict.</p>
+{''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: {html.escape(note)}</figcaption></figure>" for name, (caption, note, _) in strips.items())}
 <figure>{img('erase_loss.png', 'erasure training loss')}</figure>
-{''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: {html.escape(_strip_note(caption))}</figcaption></figure>" for name, (caption, _) in strips.items())}
-<h2>Metric definitions</h2><p>Every metrics file carries these declarations; numbers are comparable only
-between equal specs.</p><pre>{html.escape(specs_text)}</pre>
-<h2>Ablations</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None collected.</p>"}
+<h2>Metric definitions{tag}</h2><p>Every metrics file carries these declarations (reports/metrics.json has them
+in full); numbers are comparable only between equal definitions.</p>{spec_html}
+<h2>Ablations{tag}</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None run with this profile.</p>"}
 {toy_html}{cost_html}</body></html>"""
         (tmp / "index.html").write_text(page)
     return short

@@ -120,7 +120,7 @@ def html_table(kinds: dict[str, dict]) -> str:
 def chart_png(kinds: dict[str, dict], title: str = "Per-stage breakdown (logs/stages)") -> bytes:
     """Bar chart, PNG bytes: per kind total and slowest wall time (log scale), and max peak RSS against
     the 4 GB target. Drawn as the report's other figures (eraselab.report.build)."""
-    from eraselab.report.build import _figure_png, plt
+    from eraselab.report.figures import figure_png, plt
 
     names = list(kinds)[::-1]  # top to bottom in pipeline order
     fig, (time_ax, rss_ax) = plt.subplots(1, 2, figsize=(11, 0.32 * len(names) + 1.5), sharey=True)
@@ -137,7 +137,7 @@ def chart_png(kinds: dict[str, dict], title: str = "Per-stage breakdown (logs/st
     rss_ax.legend(loc="best")
     fig.suptitle(title)
     fig.tight_layout()
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 SECTION_TITLE = "Cost of the runs on this machine"

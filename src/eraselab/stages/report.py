@@ -11,7 +11,7 @@ KEYS = ()
 
 
 def jobs(params) -> list[Job]:
-    from eraselab.stages.common import toy_clip
+    from eraselab.stages.common import detector_name, toy_clip
 
     toy_model = params.model.source == "base_model"
     judge = any(c not in params.real_concepts for c in params.grid.concepts)
@@ -20,11 +20,14 @@ def jobs(params) -> list[Job]:
             *([paths.JUDGE_METRICS, paths.JUDGE] if judge else []), *([paths.CLIP_METRICS] if toy_clip(params) else []),
             *(paths.cell_metrics(m, c, a) for m, c in grid for a in params.grid.attacks),
             *(paths.quality(m, c) for m, c in grid), *(paths.erase_plot(m, c) for m, c in grid),
-            *(paths.attacked(m, c, a) for m, c in grid for a in params.grid.attacks), paths.ABLATIONS]
+            *(paths.attacked(m, c, a) for m, c in grid for a in params.grid.attacks),
+            *(paths.concept(c) for c in params.grid.concepts), paths.ABLATIONS]
     # not a dep: logs/stages (the cost section). Every stage rewrites those untracked records, and a fresh
     # clone has none when the engines build their graphs; they feed no cached result.
     return [Job("report", {}, deps, [Out(paths.REPORTS), Out(paths.SUMMARY, directory=False, metric=True, cache=False)],
-                ["grid", "report"], mem_mb=2000)]
+                ["grid", "report"], plugins=[("detectors", n) for n in sorted({detector_name(params, c)
+                                                                                 for c in params.grid.concepts})],
+                mem_mb=2000)]
 
 
 def run(params) -> None:
@@ -34,6 +37,8 @@ def run(params) -> None:
     from eraselab.evaluation.detectors import build_detector
     from eraselab.params import detector_choice
     from eraselab.report.build import build_report
+    from eraselab.stages import scoring
+    from eraselab.stages.common import load_concept
 
     judge = images = records = None
     if Path(paths.BASE_IMAGES).exists() and params.model.source == "base_model":
@@ -45,8 +50,10 @@ def run(params) -> None:
     # real-path concepts to censor: their own detector decides what is blurred (toy ones: the judge)
     detectors = {c: build_detector(detector_choice(params, c).name, detector_choice(params, c).params)
                  for c in params.report.censor_concepts if c in params.real_concepts}
+    # each strip image framed by the verdict of the detector its cell is scored with
+    verdicts = {c: scoring.detector(params, load_concept(c)) for c in params.grid.concepts}
     summary = build_report(params, Path(paths.METRICS), Path(paths.PLOTS), images, records, judge, Path(paths.REPORTS),
                            Path(paths.METRICS) / "cells", Path("data/attacks"), Path(paths.ABLATIONS), detectors,
-                           Path(paths.TIMINGS))
+                           Path(paths.TIMINGS), verdicts)
     atomic_write_text(paths.SUMMARY, json.dumps(summary, indent=2) + "\n")
     print(f"{paths.REPORTS}/ and {paths.SUMMARY} written: {summary['size']['cells']} cells")
