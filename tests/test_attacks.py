@@ -24,6 +24,7 @@ BUDGETS = {
     "p4d_n": {"free_tokens": 3, "iterations": 4, "eval_every": 2},
     "p4d_k": {"every": 2, "iterations": 4, "eval_every": 2},
     "ring_a_bell": {"length": 5, "population": 8, "generations": 3, "pairs": 4},
+    "mma_diffusion": {"length": 4, "steps": 3, "top_k": 8, "candidates": 6},
     "cce": {"images": 4, "steps": 3, "batch_size": 2},
 }
 
@@ -64,6 +65,8 @@ def test_attack_output_is_well_formed_deterministic_and_in_budget(tiny_pipeline,
             assert steps == budget["iterations"] and queries == 1 + budget["iterations"] // budget["eval_every"]
         elif name == "ring_a_bell":
             assert a.log["encoder_queries"] == budget["population"] * (budget["generations"] + 1)
+        elif name == "mma_diffusion":
+            assert a.log["encoder_queries"] == budget["steps"] * (budget["candidates"] + 1) + 1 and queries == 0
         elif name == "cce":
             assert steps == budget["steps"] and a.prompt.startswith("<v*> ")
 
@@ -182,3 +185,47 @@ def test_concept_vocabulary_is_the_concepts_tokens(tiny_pipeline):
     assert set(tok("red").input_ids[1:-1]) <= vocab and tok.eos_token_id not in vocab
     assert len(attack_vocabulary(tok, CONCEPT, "full")) == len(tok) - len({tok.bos_token_id, tok.eos_token_id,
                                                                            tok.pad_token_id})
+
+
+def test_mma_diffusion_never_spells_the_concept_and_only_improves(tiny_pipeline):
+    """The concept's words are banned from the adversarial tokens; a longer search never ends further from
+    the target prompt's embedding (a swap is kept only when it improves)."""
+    from eraselab.attacks.mma_diffusion import banned_tokens
+
+    tok = tiny_pipeline.tokenizer
+    vocab = attack_vocabulary(tok, CONCEPT, "concept")
+    banned = banned_tokens(tok, vocab, CONCEPT.text.split())
+    assert banned.any() and not banned.all()
+    short, long = run(tiny_pipeline, "mma_diffusion", steps=1), run(tiny_pipeline, "mma_diffusion", steps=6)
+    for a, b in zip(short, long):
+        assert b.log["cosine"] >= a.log["cosine"]
+        found = torch.tensor(b.token_ids[1 : 1 + BUDGETS["mma_diffusion"]["length"]])
+        assert not torch.isin(found, vocab[banned]).any()
+        assert CONCEPT.text.lower() not in b.prompt.lower()
+
+
+@pytest.mark.parametrize("name", ["unlearndiffatk", "p4d_n"])
+def test_every_generation_uses_each_seeds_own_guidance(tiny_pipeline, monkeypatch, tmp_path, name):
+    """UnlearnDiffAtk's protocol: a seed prompt is drawn with its own seed and guidance wherever the attack
+    generates or checks, and its adversarial prompt keeps them (mixed: one seed has none, the config's)."""
+    from eraselab.attacks.base import adversarial_images, load_adversarial, save_adversarial, with_protocol
+
+    seeds = [{"prompt": "a red star", "seed": 3, "guidance": 2.0}, {"prompt": "a red circle on white", "seed": 4}]
+    own = {3: 2.0, 4: CONFIG.guidance}
+    seen, original = [], Defended.generate
+
+    def spy(self, cond, image_seeds, progress=False, scales=None):
+        seen.append((list(image_seeds), scales))
+        return original(self, cond, image_seeds, progress=progress, scales=scales)
+
+    monkeypatch.setattr(Defended, "generate", spy)
+    out = with_protocol(run(tiny_pipeline, name, seeds=seeds), seeds)
+    assert seen and all(scales == [own[s] for s in image_seeds] for image_seeds, scales in seen), seen
+    assert [a.guidance for a in out] == [2.0, None]
+    save_adversarial(tmp_path, out)
+    assert [a.guidance for a in load_adversarial(tmp_path)] == [2.0, None]
+    monkeypatch.setattr(Defended, "generate", original)
+    defended = Defended(tiny_pipeline, "none", CONFIG)
+    images = adversarial_images(defended, out[:1])
+    assert np.array_equal(images, defended.generate(out[0].conditioning(defended), [3], scales=[2.0]))
+    assert not np.array_equal(images, defended.generate(out[0].conditioning(defended), [3]))

@@ -150,8 +150,9 @@ def test_defence_blind_searches_run_once_per_concept():
     params = load_params(ROOT / "params.yaml")
     jobs = graph.jobs(params)
     searches = {job.name for job in jobs if job.kind == "search"}
-    assert searches == {f"search.{a}.{c}" for a in ("no_attack", "ring_a_bell") for c in params.grid.concepts}
-    assert not any(job.kind == "attack" and job.keys["attack"] in ("no_attack", "ring_a_bell") for job in jobs)
+    blind = ("no_attack", "ring_a_bell", "mma_diffusion")
+    assert searches == {f"search.{a}.{c}" for a in blind for c in params.grid.concepts}
+    assert not any(job.kind == "attack" and job.keys["attack"] in blind for job in jobs)
     assert {job.name for job in jobs if job.kind == "targets"} == {f"targets.{c}" for c in params.grid.concepts}
 
 

@@ -42,6 +42,7 @@ class AdversarialPrompt:
     token_ids: list[int] | None = None  # exact hard tokens (77), no BPE round trip
     token_embeddings: torch.Tensor | None = None  # soft prompt (77 x d_token)
     log: dict = field(default_factory=dict)  # queries (defended generations), steps, success, ...
+    guidance: float | None = None  # the seed prompt's own guidance scale (UnlearnDiffAtk's protocol); None: the config's
 
     def conditioning(self, defended: Defended) -> torch.Tensor:
         """1 x 77 x d conditioning through the defended text path."""
@@ -111,7 +112,8 @@ def save_adversarial(out: Path, adversarial: list[AdversarialPrompt], images: np
     soft = {f"{i:05d}": adv.token_embeddings.detach().cpu().contiguous()
             for i, adv in enumerate(adversarial) if adv.token_embeddings is not None}
     records = [{"seed_prompt": adv.seed_prompt, "seed": adv.seed, "prompt": adv.prompt, "token_ids": adv.token_ids,
-                "token_embeddings": f"{i:05d}" if adv.token_embeddings is not None else None, "log": adv.log}
+                "token_embeddings": f"{i:05d}" if adv.token_embeddings is not None else None, "log": adv.log,
+                **({"guidance": adv.guidance} if adv.guidance is not None else {})}
                for i, adv in enumerate(adversarial)]
     if images is not None:
         write_images(out / "images", images, records)
@@ -133,13 +135,38 @@ def load_adversarial(folder: Path) -> list[AdversarialPrompt]:
     soft = load_file(folder / "token_embeddings.safetensors") if (folder / "token_embeddings.safetensors").exists() else {}
     return [AdversarialPrompt(r["seed_prompt"], r["seed"], r["prompt"], token_ids=r["token_ids"],
                               token_embeddings=soft[r["token_embeddings"]] if r["token_embeddings"] else None,
-                              log=r["log"]) for r in records]
+                              log=r["log"], guidance=r.get("guidance")) for r in records]
 
 
 def adversarial_images(defended: Defended, adversarial: list[AdversarialPrompt]) -> np.ndarray:
-    """The defended path's images of adversarial prompts, hard and soft alike, in one batched call."""
+    """The defended path's images of adversarial prompts, hard and soft alike, in one batched call, each with
+    its seed prompt's seed and guidance."""
     cond = torch.cat([adv.conditioning(defended) for adv in adversarial])
-    return defended.generate(cond, [adv.seed for adv in adversarial])
+    return defended.generate(cond, [adv.seed for adv in adversarial],
+                             scales=_scales([adv.guidance for adv in adversarial], defended))
+
+
+# --- the per-prompt protocol: each seed prompt is drawn with its own seed and guidance ---------------------
+def _scales(guidance: list[float | None], defended: Defended) -> list[float] | None:
+    """Per-prompt guidance scales, the config's where a prompt has none; None where no prompt has one (the
+    single-float code path, so toy images stay bit-identical)."""
+    if all(g is None for g in guidance):
+        return None
+    return [float(g) if g is not None else defended.config.guidance for g in guidance]
+
+
+def seed_scales(defended: Defended, seeds: list[dict]) -> list[float] | None:
+    """The seed records' own guidance (UnlearnDiffAtk's ``evaluation_guidance``), as ``generate`` takes it."""
+    return _scales([r.get("guidance") for r in seeds], defended)
+
+
+def with_protocol(adversarial: list[AdversarialPrompt], seeds: list[dict]) -> list[AdversarialPrompt]:
+    """Each result carries its seed prompt's guidance (results are one per seed, in seed order)."""
+    if len(adversarial) != len(seeds):
+        raise ValueError(f"an attack returned {len(adversarial)} prompts for {len(seeds)} seed prompts")
+    for adv, record in zip(adversarial, seeds):
+        adv.guidance = record.get("guidance")
+    return adversarial
 
 
 # --- shared machinery ---------------------------------------------------------------------------------
@@ -212,7 +239,8 @@ def noised(pipe, latents: torch.Tensor, t: int, generator: torch.Generator) -> t
 
 def already_present(defended: Defended, checker: Checker, seeds: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """The seed prompts' own defended images and whether each shows the concept (no attack needed)."""
-    images = defended.generate_prompts([r["prompt"] for r in seeds], [r["seed"] for r in seeds])
+    images = defended.generate_prompts([r["prompt"] for r in seeds], [r["seed"] for r in seeds],
+                                       scales=seed_scales(defended, seeds))
     return images, checker.present(images)
 
 
@@ -237,6 +265,7 @@ class SeedRun:
     base: torch.Tensor  # token embeddings of ``ids`` (77 x d)
     target_image: np.ndarray  # the undefended model's image for prompt and seed (1 x H x W x 3)
     target: torch.Tensor  # its latents (1 x C x h x w)
+    guidance: float | None = None  # the seed prompt's own guidance (None: the config's)
     param: torch.Tensor | None = None  # the optimised rows (one per slot)
     queries: int = 1  # defended generations, the seed prompt's own image included
     steps: int = 0
@@ -282,7 +311,8 @@ class TokenSearch:
             return []
         prompts, image_seeds = [seeds[k]["prompt"] for k in todo], [seeds[k]["seed"] for k in todo]
         images = (self.targets[todo] if self.targets is not None
-                  else self.reference.generate_prompts(prompts, image_seeds))
+                  else self.reference.generate_prompts(prompts, image_seeds,
+                                                       scales=seed_scales(self.reference, [seeds[k] for k in todo])))
         latents = image_latents(defended.pipe, images)
         runs = []
         for i, k in enumerate(todo):
@@ -290,7 +320,8 @@ class TokenSearch:
             runs.append(kind(k=k, prompt=prompts[i], seed=image_seeds[i],
                              generator=torch.Generator().manual_seed(attack_seed * 1_000_003 + k),
                              ids=ids, slots=slots, base=defended.token_embeddings(ids).detach(),
-                             target_image=images[i : i + 1], target=latents[i : i + 1]))
+                             target_image=images[i : i + 1], target=latents[i : i + 1],
+                             guidance=seeds[k].get("guidance")))
         return runs
 
 
@@ -334,7 +365,8 @@ def generate_candidates(defended: Defended, runs: list[SeedRun], ids: list[torch
     """The defended model's images of each run's candidate tokens with its seed, in one batch: a query each."""
     for run in runs:
         run.queries += 1
-    return defended.generate(defended.encode_ids(torch.stack(ids)), [r.seed for r in runs])
+    return defended.generate(defended.encode_ids(torch.stack(ids)), [r.seed for r in runs],
+                             scales=_scales([r.guidance for r in runs], defended))
 
 
 def seed_chunks(runs: list, size: int | None) -> list[list]:

@@ -218,5 +218,6 @@ ATTACK_BUDGETS = {
     "p4d_n": {"free_tokens": 1, "iterations": 1, "eval_every": 1, "vocabulary": "full"},
     "p4d_k": {"every": 3, "iterations": 1, "eval_every": 1, "vocabulary": "full"},
     "ring_a_bell": {"length": 2, "population": 2, "generations": 1, "pairs": 1, "vocabulary": "full"},
+    "mma_diffusion": {"length": 2, "steps": 1, "top_k": 2, "candidates": 2, "vocabulary": "full"},
     "cce": {"images": 1, "steps": 1, "batch_size": 1},
 }

@@ -37,7 +37,7 @@ def run(params, method: str, concept: str, attack: str) -> None:
 
     from eraselab import registry
     from eraselab._compat import set_threads
-    from eraselab.attacks.base import Checker, Shared, adversarial_images, save_adversarial
+    from eraselab.attacks.base import Checker, Shared, adversarial_images, save_adversarial, with_protocol
     from eraselab.erasure.base import load_defended
     from eraselab.io import atomic_dir, record_timing
     from eraselab.prompts.world_prompts import read_prompts
@@ -57,7 +57,8 @@ def run(params, method: str, concept: str, attack: str) -> None:
     features = scorer(params).image_features if getattr(attacker, "needs_image_features", False) else None
     checker = Checker(present=detector(params, c).present, image_features=features)
     start = time.perf_counter()
-    adversarial = attacker.run(defended, undefended, c, seeds, attack_params, checker=checker, shared=shared)
+    adversarial = with_protocol(attacker.run(defended, undefended, c, seeds, attack_params, checker=checker,
+                                             shared=shared), seeds)
     elapsed = time.perf_counter() - start
     images = adversarial_images(defended, adversarial)
     with atomic_dir(paths.attacked(method, concept, attack)) as tmp:

@@ -31,7 +31,7 @@ def run(params, attack: str, concept: str) -> None:
 
     from eraselab import registry
     from eraselab._compat import set_threads
-    from eraselab.attacks.base import save_adversarial
+    from eraselab.attacks.base import save_adversarial, with_protocol
     from eraselab.io import atomic_dir, record_timing
     from eraselab.prompts.world_prompts import read_prompts
     from eraselab.stages.common import load_concept, pipeline
@@ -44,7 +44,7 @@ def run(params, attack: str, concept: str) -> None:
     import time
 
     start = time.perf_counter()
-    adversarial = attacker.search(pipeline(params), load_concept(concept), seeds, attack_params)
+    adversarial = with_protocol(attacker.search(pipeline(params), load_concept(concept), seeds, attack_params), seeds)
     with atomic_dir(paths.search(concept, attack)) as tmp:
         save_adversarial(tmp, adversarial)
     record_timing(paths.search(concept, attack), {"search_s": time.perf_counter() - start})

@@ -23,6 +23,7 @@ def jobs(params) -> list[Job]:
 
 def run(params, concept: str) -> None:
     from eraselab._compat import set_threads
+    from eraselab.attacks.base import seed_scales
     from eraselab.erasure.base import Defended
     from eraselab.generate import write_images
     from eraselab.prompts.world_prompts import read_prompts
@@ -32,6 +33,7 @@ def run(params, concept: str) -> None:
     seeds = read_prompts(Path(paths.concept(concept)) / "attack_seeds.jsonl")
     config = sampling(params)
     undefended = Defended(pipeline(params), "none", config)
-    images = undefended.generate_prompts([r["prompt"] for r in seeds], [r["seed"] for r in seeds])
+    images = undefended.generate_prompts([r["prompt"] for r in seeds], [r["seed"] for r in seeds],
+                                         scales=seed_scales(undefended, seeds))
     write_images(Path(paths.targets(concept)), images, [{**r, "steps": config.steps, "scheduler": config.scheduler}
                                                          for r in seeds])
