@@ -75,19 +75,19 @@ def accuracy_plot(per_concept: dict[str, dict[str, float]]) -> bytes:
     return figure_png(fig)
 
 
-def _table(header: list[str], rows: list[list]) -> tuple[str, str]:
-    """The same table as Markdown and as HTML."""
+def _table(header: list[str], rows: list[list], text: bool = False) -> tuple[str, str]:
+    """The same table as Markdown and as HTML (``text``: cells of prose, left-aligned)."""
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    h = "<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in header) + "</tr>"
+    h = ('<table class="text">' if text else "<table>") + "<tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in header) + "</tr>"
     h += "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>" for row in rows) + "</table>"
     return "\n".join(md), h
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f3f3f3}img{max-width:100%;image-rendering:pixelated}figcaption{color:#555;font-size:.9em}"""
+th{background:#f3f3f3}.text td,.text th{text-align:left}img{max-width:100%;image-rendering:pixelated}figcaption{color:#555;font-size:.9em}"""
 
 
 CELL_METRICS = ("target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip")
@@ -285,7 +285,7 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
     tables = grid_tables(summary["grid"], params.grid.attacks, summary["quality"])
     summary["metric_specs"] = read_metric_specs(params, cells_dir, summary["quality"])
     spec_md, spec_html = _table(["metric", "concepts", "declared definition"],
-                                metric_definition_rows(summary["metric_specs"]))
+                                metric_definition_rows(summary["metric_specs"]), text=True)
     ablations = ablation_tables(ablations_dir, rp.profile)
     cost = cost_section(timings_dir) if timings_dir is not None else None
     strips, n_blurred, n_shown = {}, int(flagged.sum()), n
@@ -369,7 +369,7 @@ First row's prompts: {'; '.join(captions)}
 {grid_md}
 
 ## Images per cell{tag}
-The first {rp.grid_columns} images of each cell, framed by the concept detector's verdict.
+Up to the first {rp.grid_columns} images of each cell, each framed by the concept detector's verdict.
 
 {strips_md}
 
@@ -405,7 +405,7 @@ First row: {html.escape('; '.join(captions))}</figcaption></figure>
 <figure>{img('frontier.png', 'ASR vs retention')}</figure>
 <p>{html.escape(KID_NOTE)}</p>
 {''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in tables)}
-<h2>Images per cell{tag}</h2><p>The first {rp.grid_columns} images of each cell, framed by the concept detector's verdict.</p>
+<h2>Images per cell{tag}</h2><p>Up to the first {rp.grid_columns} images of each cell, each framed by the concept detector's verdict.</p>
 {''.join(f"<figure>{img(name, caption)}<figcaption>{html.escape(caption)}: {html.escape(note)}</figcaption></figure>" for name, (caption, note, _) in strips.items())}
 <figure>{img('erase_loss.png', 'erasure training loss')}</figure>
 <h2>Metric definitions{tag}</h2><p>Every metrics file carries these declarations (reports/metrics.json has them

@@ -34,8 +34,7 @@ def asr_heatmaps(grid: dict, attacks: list[str]) -> bytes:
         ax.set_xticks(range(len(attacks)), attacks, rotation=40, ha="right", fontsize=8)
         ax.set_yticks(range(len(methods)), methods if ax is axes[0][0] else [""] * len(methods), fontsize=8)
         ax.set_title(f"concept: {c}", fontsize=9)
-    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.025, pad=0.02, label="ASR")
-    fig.suptitle("ASR by method and attack (lower is safer)", fontsize=10)
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.025, pad=0.02, label="ASR (lower is safer)")
     return figure_png(fig)
 
 

@@ -119,7 +119,8 @@ def compare_table(summary: dict) -> str:
     """One experiment's method × attack ASR table with retention and the worst case, for a terminal; the
     lowest worst-case ASR is marked."""
     attacks = [a for a in next(iter(summary["methods"].values()))["asr"] if a != "no_attack"]
-    short = {a: a.replace("unlearndiffatk", "UDA").replace("ring_a_bell", "RAB") for a in attacks}
+    short = {a: a.replace("unlearndiffatk", "UDA").replace("ring_a_bell", "RAB").replace("mma_diffusion", "MMA")
+             for a in attacks}
     header = ["method", "target", "retain", "FID", "preASR", *(short[a] for a in attacks), "worst"]
     best = min((r["worst_asr"] for r in summary["methods"].values() if r["worst_asr"] is not None), default=None)
     rows = []
