@@ -56,6 +56,11 @@ def test_compare_marks_the_lowest_worst_case_and_fits_a_terminal():
     assert max(len(line) for line in text.splitlines()) <= 120
     with pytest.raises(ValueError, match="exp-9.*experiments: workspace, exp-1"):
         s.compare(["exp-9"], show)
+    # `dvc exp show --json` drops null metrics (none's FID): the table still prints, with a dash
+    dropped = json.loads(json.dumps(out))
+    del dropped["methods"]["none"]["fid"]
+    shown = [{"rev": "workspace", "data": {"metrics": {s.SUMMARY_FILE: {"data": dropped}}}, "experiments": None}]
+    assert "none" in s.compare([], shown)
 
 
 def test_headline_names_the_defence_with_the_lowest_worst_case():

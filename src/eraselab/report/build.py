@@ -86,7 +86,8 @@ def _table(header: list[str], rows: list[list], text: bool = False) -> tuple[str
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em;display:block;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}.text td,.text th{text-align:left}img{max-width:100%;image-rendering:pixelated}figcaption{color:#555;font-size:.9em}"""
 
 

@@ -23,18 +23,20 @@ def asr_heatmaps(grid: dict, attacks: list[str]) -> bytes:
     the number written in it."""
     methods = list(grid)
     concepts = list(next(iter(grid.values())))
-    fig, axes = plt.subplots(1, len(concepts), figsize=(0.75 * len(attacks) * len(concepts) + 2.5,
-                                                        0.42 * len(methods) + 1.6), squeeze=False)
+    # one panel per concept, stacked: each as wide as a page allows, its numbers readable
+    fig, axes = plt.subplots(len(concepts), 1, figsize=(0.95 * len(attacks) + 3.0,
+                                                        (0.38 * len(methods) + 1.2) * len(concepts)), squeeze=False)
     image = None
-    for ax, c in zip(axes[0], concepts):
+    for ax, c in zip(axes[:, 0], concepts):
         values = np.array([[grid[m][c][a]["asr"] for a in attacks] for m in methods], float)
         image = ax.imshow(values, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
         for (i, j), v in np.ndenumerate(values):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
-        ax.set_xticks(range(len(attacks)), attacks, rotation=40, ha="right", fontsize=8)
-        ax.set_yticks(range(len(methods)), methods if ax is axes[0][0] else [""] * len(methods), fontsize=8)
-        ax.set_title(f"concept: {c}", fontsize=9)
-    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.025, pad=0.02, label="ASR (lower is safer)")
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9, color="white" if v > 0.6 else "black")
+        ax.set_xticks(range(len(attacks)), attacks if ax is axes[-1, 0] else [""] * len(attacks), rotation=30,
+                      ha="right", fontsize=9)
+        ax.set_yticks(range(len(methods)), methods, fontsize=9)
+        ax.set_title(f"concept: {c}", fontsize=10)
+    fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.02, label="ASR (lower is safer)")
     return figure_png(fig)
 
 

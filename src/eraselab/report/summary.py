@@ -176,6 +176,17 @@ def _summaries_from_show(show: list[dict]):
                     yield rev["name"], found
 
 
+METHOD_KEYS = (*ROW_METRICS, "fid", "kid", "worst_asr")
+
+
+def completed(summary: dict) -> dict:
+    """A summary as `dvc exp show --json` gives it back, which drops null values (e.g. an undefined FID):
+    each method's missing numbers restored as None."""
+    methods = {m: {**{k: None for k in METHOD_KEYS}, **row, "asr": dict(row.get("asr") or {})}
+               for m, row in summary.get("methods", {}).items()}
+    return {**summary, "methods": methods}
+
+
 def _git_summary(rev: str) -> dict | None:
     import json
 
@@ -203,6 +214,7 @@ def compare(names: list[str], show: list[dict] | None = None) -> str:
         chosen[name] = summary
     if not names:
         chosen = found
+    chosen = {label: completed(summary) for label, summary in chosen.items()}
     if not chosen:
         raise ValueError(f"no {SUMMARY_FILE} in the workspace or any experiment: run `dvc repro` first")
     blocks = []
