@@ -116,6 +116,13 @@ def test_the_frontier_holds_the_methods_no_other_beats_on_both():
     assert pareto_front(points) == ["c", "a", "none"]  # b is beaten by a on both, d by a on ASR at equal retention
 
 
+def test_methods_at_one_place_share_one_frontier_label():
+    from eraselab.report.figures import coincident_labels
+
+    points = {"none": (1.0, 1.0), "sld": (1.0, 1.0), "neg": (0.99999, 1.0), "esd": (0.9, 0.2)}
+    assert coincident_labels(points) == {(1.0, 1.0): "none, sld, neg", (0.9, 0.2): "esd"}
+
+
 def test_strip_frames_show_each_images_verdict():
     from eraselab.report.build import CLEAR, SHOWS, image_grid
 

@@ -48,6 +48,14 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda n: points[n][0])
 
 
+def coincident_labels(points: dict[str, tuple[float, float]], digits: int = 3) -> dict[tuple[float, float], str]:
+    """Each distinct place (rounded to ``digits``) and the methods there, comma-joined in their order."""
+    places: dict[tuple[float, float], list[str]] = {}
+    for name, (x, y) in points.items():
+        places.setdefault((round(x, digits), round(y, digits)), []).append(name)
+    return {place: ", ".join(names) for place, names in places.items()}
+
+
 def frontier_plot(summary: dict) -> bytes:
     """Each method's mean retention against its worst-case ASR (small marks: each concept), and the front of
     methods no other beats on both; real-path concepts, which have no labelled retention, are left out."""
@@ -62,7 +70,8 @@ def frontier_plot(summary: dict) -> bytes:
         if row["retention"] is not None and row["worst_asr"] is not None:
             points[m] = (row["retention"], row["worst_asr"])
             ax.scatter(*points[m], color=f"C{i}", s=70, edgecolor="black", linewidth=0.6, label=m, zorder=3)
-            ax.annotate(m, points[m], textcoords="offset points", xytext=(5, 4), fontsize=7)
+    for point, names in coincident_labels(points).items():  # one label per place: methods that tie share it
+        ax.annotate(names, point, textcoords="offset points", xytext=(5, 4), fontsize=7)
     front = pareto_front(points)
     if len(front) > 1:
         ax.plot(*zip(*(points[n] for n in front)), color="black", linestyle="--", linewidth=1, zorder=2,
