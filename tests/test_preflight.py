@@ -30,7 +30,9 @@ def test_sd14_lists_every_missing_file_with_what_to_download(offline, monkeypatc
                      "evaluation.fid: clean-fid's Inception", "real_concepts.nudity.attack_seeds.path",
                      "real_concepts.nudity.retain.path", "real_concepts.nudity.target_heldout"):
         assert expected in text, expected
-    with pytest.raises(MissingExternalsError, match=f"{len(missing)} external file"):
+    assert "real_concepts.nudity.retain.path, retain_fit: data/external/coco_10k.csv does not exist" in text
+    assert text.count("coco_10k.csv does not exist") == 1  # one file, listed once with both keys
+    with pytest.raises(MissingExternalsError, match=f"{len(missing)} external inputs missing or malformed"):
         check_externals(load_profile(ROOT / "profiles" / "sd14.yaml"))
 
 
@@ -52,5 +54,5 @@ def test_a_stage_on_sd14_without_weights_stops_before_writing_anything(tmp_path)
     result = subprocess.run(["eraselab", "world"], cwd=tmp_path, capture_output=True,
                             text=True, env=env)
     assert result.returncode == 2
-    assert "external file(s) missing; nothing was computed" in result.stderr and "hf download" in result.stderr
+    assert "external inputs missing or malformed; nothing was computed" in result.stderr and "hf download" in result.stderr
     assert not (tmp_path / "data").exists()

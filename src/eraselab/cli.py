@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     from eraselab.stages import KINDS, stage_module
 
     parser = argparse.ArgumentParser(prog="eraselab", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="on a bad input, show the traceback after its message")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = {}
     for kind in KINDS:
@@ -91,13 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from eraselab.params import ParamsError
-    from eraselab.preflight import MissingExternalsError
+    from eraselab.errors import UserError
 
     try:
         args.func(args)
-    except (ParamsError, MissingExternalsError) as err:
-        print(f"eraselab {args.command}: {err}", file=sys.stderr)
+    except UserError as err:  # bad params, input files, artifacts or models: the message says what and where
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"eraselab {args.command}: {err}", file=sys.stderr)  # one line per problem, each naming its place
         return 2
     except subprocess.CalledProcessError as err:  # `ablation` drives dvc: say which call failed, and its error
         detail = (err.stderr or "").strip() if isinstance(err.stderr, str) else ""

@@ -55,10 +55,15 @@ def write_json(path: str | Path, data) -> None:
 
 def read_config(folder: str | Path, command: str) -> dict:
     """A saved model's config.json; a missing one names the command that builds it."""
+    from eraselab.errors import ArtifactError
+
     path = Path(folder) / "config.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run `eraselab {command}` first")
-    return json.loads(path.read_text())
+        raise ArtifactError(f"{path} missing: run `eraselab {command}` first")
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{path}: not a JSON model config ({err}); rebuild it with `eraselab {command}`") from None
 
 
 STAGES_DIR = Path("logs/stages")

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from eraselab.errors import UserError, shown, where
 from eraselab.evaluation.clip_score import ClipScoreSpec
 from eraselab.evaluation.fid import FidSpec
 from eraselab.registry import ATTACKS, METHODS
@@ -23,8 +24,8 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
-class ParamsError(ValueError):
-    """Bad params: the message names the key and the valid choices."""
+class ParamsError(UserError, ValueError):
+    """Bad params: the message names the file and line, the key, the bad value and the valid choices."""
 
 
 class Section(BaseModel):
@@ -320,20 +321,28 @@ def detector_choice(params: Params, concept: str) -> DetectorChoice:
     return params.evaluation.detectors.get(concept, DetectorChoice())
 
 
+def _problem(e: dict, source: str, prefix: tuple = (), model=None) -> str:
+    """One pydantic error as one line: ``<file> line <n>: <key>: <bad value>: <what is wrong>``."""
+    loc = (*prefix, *e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        fields = getattr(model, "model_fields", {})
+        if model is Params:  # a typo below a section: the valid keys of the section it sits in
+            for p in e["loc"][:-1]:
+                annotation = fields[p].annotation if isinstance(p, str) and p in fields else None
+                fields = getattr(annotation, "model_fields", {})
+        return f"{where(source, loc)}: {'.'.join(map(str, loc))}: unknown key; valid keys here: {', '.join(fields)}"
+    if not e["loc"]:  # a cross-section check: its message starts with the key it is about
+        head = msg.split(":", 1)[0].split(" ", 1)[0]
+        line_of = tuple(head.split(".")) if head and "." in head or head in Params.model_fields else ()
+        return f"{where(source, line_of)}: {msg}"
+    # pydantic's own checks do not repeat the value; ours (value_error) name it themselves
+    value = "" if e["type"] in ("missing", "value_error") or isinstance(e.get("input"), dict) else f"{shown(e.get('input'))}: "
+    return f"{where(source, loc)}: {'.'.join(map(str, loc))}: {value}{msg}"
+
+
 def _format(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid params"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            parent = e["loc"][:-1]
-            model = Params
-            for p in parent:
-                model = model.model_fields[p].annotation if isinstance(p, str) and p in model.model_fields else model
-            choices = ", ".join(getattr(model, "model_fields", {}))
-            msg = f"unknown key; valid keys here: {choices}"
-        lines.append(f"  {key}: {msg}" if e["loc"] else f"  {msg}")  # cross-section checks name their keys
-    return "\n".join(lines)
+    return "\n".join(_problem(e, source, model=Params) for e in err.errors())
 
 
 def parse_params(data: dict, source: str = "params") -> Params:
@@ -351,13 +360,7 @@ def _component_params(section: str, name: str, given: dict, source: str):
     try:
         return Params_.model_validate(given)
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            msg = e["msg"]
-            if e["type"] == "extra_forbidden":
-                msg = f"unknown key; valid keys here: {', '.join(Params_.model_fields)}"
-            lines.append(f"  {section}.{name}.{'.'.join(map(str, e['loc']))}: {msg}")
-        raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
+        raise ParamsError("\n".join(_problem(e, source, (section, name), Params_) for e in err.errors())) from None
 
 
 def check_components(params: Params, source: str = "params.yaml") -> None:
@@ -372,9 +375,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise ParamsError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 (byte {err.object[err.start]:#04x}); accepted: UTF-8, with or without "
+                          f"a BOM") from None
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        at = f"{path} line {mark.line + 1}" if mark else str(path)
+        raise ParamsError(f"{at}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
     if data is not None and not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
     return parse_params(data, str(path))
@@ -423,8 +431,8 @@ def with_component_defaults(data: dict, source: str = "params") -> dict:
         given = data.get(section) or {}
         unknown = sorted(set(given) - set(table))
         if unknown:
-            raise ParamsError(f"{source}: invalid params\n  {section}.{unknown[0]}: unknown "
-                              f"{'method' if section == 'erase' else 'attack'}; valid: {', '.join(table)}")
+            raise ParamsError(f"{where(source, (section, unknown[0]))}: {section}.{unknown[0]}: unknown "
+                              f"{'method' if section == 'erase' else 'attack'}; valid choices: {', '.join(table)}")
         out[section] = {name: _component_params(section, name, given.get(name) or {}, source).model_dump(mode="json")
                         for name in table}
     return out

@@ -13,8 +13,10 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from eraselab.errors import UserError
 
-class MissingExternalsError(RuntimeError):
+
+class MissingExternalsError(UserError, RuntimeError):
     """Weights or data files the params need are not on this machine; the message lists each."""
 
 
@@ -95,15 +97,29 @@ def _offline_unless(reachable: bool):
             os.environ["HF_HUB_OFFLINE"] = before
 
 
+def _one_line_per_file(out: list[str], line: str) -> str:
+    """A file two prompt sets share (COCO for retain and retain_fit) is listed once, naming both keys."""
+    key, _, problem = line.partition(": ")
+    for i, earlier in enumerate(out):
+        keys, _, same = earlier.partition(": ")
+        if same == problem and problem:
+            out.pop(i)
+            return f"{keys}, {key.rsplit('.', 2)[-2] if key.endswith('.path') else key}: {problem}"
+    return line
+
+
 def _prompt_files(params) -> list[str]:
+    """Each real concept's prompt files, read and checked row by row (each set on its own, so every bad file
+    is listed); then the concept's sets as the pipeline draws them (filters, retain_fit apart from retain)."""
     from eraselab.params import real_concept
-    from eraselab.prompts.real_prompts import REAL_SETS, read_prompt_set
+    from eraselab.prompts.real_prompts import REAL_SETS, PromptSetError, read_prompt_set, real_concept_prompts
 
     out = []
     for concept in params.grid.concepts:
         real = real_concept(params, concept)
         if real is None:
             continue
+        before = len(out)
         for which in REAL_SETS:
             prompt_set = getattr(real, which)
             if prompt_set is None:
@@ -112,7 +128,13 @@ def _prompt_files(params) -> list[str]:
             try:
                 with _offline_unless(hub is None or getattr(prompt_set, "path", "") or _hub_reachable(hub.repo_id, "dataset")):
                     read_prompt_set(prompt_set, f"real_concepts.{concept}.{which}")
-            except (FileNotFoundError, ValueError) as err:  # the loaders' errors say what to download and where
+            except (OSError, ValueError) as err:  # the loaders' errors say what to download, or what is wrong where
+                out.append(_one_line_per_file(out, str(err)))
+        if len(out) == before:
+            try:
+                with _offline_unless(False):  # every file is local or cached by now
+                    real_concept_prompts(real, f"real_concepts.{concept}")
+            except PromptSetError as err:
                 out.append(str(err))
     return out
 
@@ -146,12 +168,15 @@ CHECKS = (_model, _detectors, _metrics, _prompt_files)
 
 
 def missing_externals(params) -> list[str]:
-    """One line per missing weight or data file (empty: everything is here). Loads no model."""
-    return [line for check in CHECKS for line in check(params)]
+    """One line per missing or malformed weight or data file (empty: everything is here), each once.
+    Loads no model."""
+    return list(dict.fromkeys(line for check in CHECKS for line in check(params)))
 
 
 def check_externals(params, source: str = "params.yaml") -> None:
-    missing = missing_externals(params)
-    if missing:
-        raise MissingExternalsError(f"{source}: {len(missing)} external file(s) missing; nothing was computed.\n"
-                                    + "\n".join(f"  - {line}" for line in missing))
+    problems = missing_externals(params)
+    if len(problems) == 1:
+        raise MissingExternalsError(f"{problems[0]} (nothing was computed)")
+    if problems:
+        raise MissingExternalsError(f"{source}: {len(problems)} external inputs missing or malformed; nothing was "
+                                    f"computed.\n" + "\n".join(f"  - {line}" for line in problems))

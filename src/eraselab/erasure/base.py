@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from eraselab.concepts import Concept
+from eraselab.errors import ArtifactError, shown
 from eraselab.generate import CFG, Guidance, SamplingConfig, encode_prompts, sample
 from eraselab.models.text_encoding import encode_token_embeddings, token_embeddings, tokenize
 
@@ -144,14 +145,54 @@ def write_artifact_manifest(out: Path, method: str, concept: Concept, params: Me
     (out / "artifact.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
+def read_manifest(artifact: Path) -> dict:
+    """An artifact folder's artifact.json, checked: present, JSON, naming an installed method."""
+    from eraselab.registry import table
+
+    path = Path(artifact) / "artifact.json"
+    if not path.is_file():
+        raise ArtifactError(f"{path} missing: {artifact} is no erasure artifact (`eraselab erase` writes one)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        line = f" line {err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise ArtifactError(f"{path}{line}: not a JSON artifact manifest ({err.args[0] if err.args else err})") from None
+    installed = sorted(table("methods"))
+    name = manifest.get("method") if isinstance(manifest, dict) else None
+    if name not in installed:
+        raise ArtifactError(f"{path}: method {shown(name)} is not installed; valid choices: {', '.join(installed)}")
+    return manifest
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file of an artifact; a missing, truncated or foreign file is named, never unpickled."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise ArtifactError(f"{path} missing from its artifact folder")
+    try:
+        return load_file(Path(path))
+    except (SafetensorError, OSError) as err:
+        raise ArtifactError(f"{path}: not a readable safetensors file ({err}); truncated or another format") from None
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, model: str) -> None:
+    """Every stored tensor names a tensor of ``model`` with the same shape (an artifact of another
+    architecture stops here, before it is applied)."""
+    for name, value in sorted(tensors.items()):
+        if name not in expected:
+            raise ArtifactError(f"{path}: tensor {name!r} is not in this {model} (made for another architecture?)")
+        if tuple(value.shape) != tuple(expected[name].shape):
+            raise ArtifactError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, this {model} "
+                                f"{tuple(expected[name].shape)} (made for another architecture?)")
+
+
 def load_defended(pipe, artifact: Path, config: SamplingConfig) -> Defended:
     """Whatever method made ``artifact``, return its defended generation path."""
     from eraselab.registry import method
 
-    path = Path(artifact) / "artifact.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run `eraselab erase` first")
-    name = json.loads(path.read_text())["method"]
+    name = read_manifest(Path(artifact))["method"]
     return method(name)().load(pipe, Path(artifact), config)
 
 
@@ -168,12 +209,9 @@ def save_unet_edit(unet, names: list[str], out: Path) -> None:
 
 
 def load_unet_edit(pipe, artifact: Path):
-    """Apply a stored edit to ``pipe.unet`` in place; every stored name must exist in the base UNet."""
-    from safetensors.torch import load_file
-
-    edit = load_file(Path(artifact) / EDIT_FILE)
-    missing = sorted(set(edit) - set(pipe.unet.state_dict()))
-    if missing:
-        raise ValueError(f"{artifact}: edit names tensors the base UNet lacks, e.g. {missing[:3]}")
+    """Apply a stored edit to ``pipe.unet`` in place; every stored tensor must exist in the base UNet, shaped alike."""
+    path = Path(artifact) / EDIT_FILE
+    edit = read_tensors(path)
+    check_tensors(edit, pipe.unet.state_dict(), path, "UNet")
     pipe.unet.load_state_dict(edit, strict=False)
     return pipe

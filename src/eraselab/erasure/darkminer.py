@@ -283,17 +283,21 @@ class DarkMiner(ErasureMethod):
                 "circumvented": len(mined), "lora_parameters": sum(v.numel() for v in state.values())}
 
     def load(self, pipe, artifact, config):
-        import json
-
         from peft.utils import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
-        params = DarkMinerParams.model_validate(json.loads((Path(artifact) / "artifact.json").read_text())["params"])
+        from eraselab.erasure.base import ArtifactError, read_manifest, read_tensors
+
+        params = DarkMinerParams.model_validate(read_manifest(Path(artifact))["params"])
+        path = Path(artifact) / LORA_FILE
+        lora = read_tensors(path)
         unet = pipe.unet
         unet.add_adapter(lora_config(params))
-        result = set_peft_model_state_dict(unet, load_file(Path(artifact) / LORA_FILE))
+        try:
+            result = set_peft_model_state_dict(unet, lora)
+        except RuntimeError as err:  # shapes of another architecture (torch's "size mismatch for ...")
+            raise ArtifactError(f"{path}: LoRA does not fit this UNet: {str(err).splitlines()[-1].strip()}") from None
         if getattr(result, "unexpected_keys", None):
-            raise ValueError(f"{artifact}: LoRA names layers this UNet lacks, e.g. {result.unexpected_keys[:3]}")
+            raise ArtifactError(f"{path}: LoRA names layers this UNet lacks, e.g. {result.unexpected_keys[:3]}")
         unet.fuse_lora()  # one ordinary weight edit from here on: no adapter cost in sampling or attacks
         unet.unload_lora()
         return Defended(pipe, self.name, config)

@@ -350,13 +350,22 @@ class SteerDiff(ErasureMethod):
         }
 
     def load(self, pipe, artifact, config):
-        from safetensors.torch import load_file
+        from eraselab.erasure.base import ArtifactError, check_tensors, read_manifest, read_tensors
 
-        params = SteerDiffParams.model_validate(json.loads((Path(artifact) / "artifact.json").read_text())["params"])
-        tensors = load_file(Path(artifact) / ARTIFACT_FILE)
+        params = SteerDiffParams.model_validate(read_manifest(Path(artifact))["params"])
+        path = Path(artifact) / ARTIFACT_FILE
+        tensors = read_tensors(path)
+        if "steering" not in tensors:
+            raise ArtifactError(f"{path}: no 'steering' tensor (not a SteerDiff artifact)")
         w = tensors.pop("steering")
+        width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
+        if tuple(w.shape) != (width, width):
+            raise ArtifactError(f"{path}: tensor 'steering' has shape {tuple(w.shape)}, this text encoder's embeddings "
+                                f"need ({width}, {width}) (made for another architecture?)")
         identifier = Identifier(w.shape[0], params.hidden)
-        identifier.load_state_dict({k.removeprefix("identifier."): v for k, v in tensors.items()})
+        state = {k.removeprefix("identifier."): v for k, v in tensors.items()}
+        check_tensors(state, identifier.state_dict(), path, "identifier")
+        identifier.load_state_dict(state)
         return SteerDiffDefended(pipe, self.name, config, identifier.eval().requires_grad_(False), w, params)
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
+from eraselab.errors import UserError
 
-class ModelUnavailableError(RuntimeError):
+
+class ModelUnavailableError(UserError, RuntimeError):
     """A model is neither a local directory nor in the local hub cache, and cannot be downloaded."""
 
 

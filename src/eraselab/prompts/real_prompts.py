@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, PositiveInt, Tag, model_validator
 
 from eraselab.concepts import Concept
+from eraselab.errors import UserError
 from eraselab.io import atomic_dir
 from eraselab.prompts.world_prompts import CONCEPT_SETS, write_prompts
 
@@ -67,7 +69,7 @@ FILE_ORIGINS = {
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
-class PromptSetError(ValueError):
+class PromptSetError(UserError, ValueError):
     """A prompt set's params or file are unusable; the message names the key or file and what to do."""
 
 
@@ -177,47 +179,105 @@ def _columns(header: list[str], fmt: str, path: Path) -> dict[str, str | None]:
         elif column in ROW_INDEX_COLUMNS.get(fmt, ()):
             found[column] = None
         else:
-            raise PromptSetError(f"{path}: missing column {column!r} for format {fmt!r} "
+            raise PromptSetError(f"{path} line 1: missing column {column!r} for format {fmt!r} "
                                  f"(needs {', '.join(REQUIRED_COLUMNS[fmt])}; found {', '.join(header)})")
     if fmt == "unlearndiffatk_prompts" and "evaluation_guidance" in header:
         found["evaluation_guidance"] = "evaluation_guidance"
     return found
 
 
-def _number(row: dict, column: str | None, kind: type, path: Path, line: int):
-    """A numeric cell (None when empty); ints may be written as floats ("7.0")."""
+SEED_RANGE = (0, 2**64 - 1)  # torch.Generator.manual_seed's unsigned range: I2P's seeds exceed int32
+ACCEPTED_ENCODINGS = "UTF-8, with or without a byte-order mark"
+
+
+def _number(row: dict, column: str | None, kind: type, where: str, low: float | None = None, high: float | None = None,
+            low_open: bool = False):
+    """A numeric cell (None when empty): finite; ints may be written as integral floats ("7.0", not "7.5");
+    within [low, high] (``low_open``: > low). Errors name ``where`` (file and physical line), column and value."""
     value = (row.get(column) or "").strip() if column else ""
     if value == "":
         return None
+    what = "an integer" if kind is int else "a number"
     try:
-        return float(value) if kind is float else int(value)
+        number = float(value) if kind is float or not value.lstrip("+-").isdigit() else int(value)
     except ValueError:
-        try:
-            return int(float(value))
-        except ValueError:
-            raise PromptSetError(f"{path} line {line}: column {column!r} is {value!r}, not a number") from None
+        raise PromptSetError(f"{where}: column {column!r} is {value!r}, not {what}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise PromptSetError(f"{where}: column {column!r} is {value!r}, not a finite number")
+    if kind is int:
+        if number != int(number):
+            raise PromptSetError(f"{where}: column {column!r} is {value!r}, not an integer")
+        number = int(number)
+    if (low is not None and (number <= low if low_open else number < low)) or (high is not None and number > high):
+        bounds = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        raise PromptSetError(f"{where}: column {column!r} is {value!r}; valid: {bounds}")
+    return number
 
 
-def _record(row: dict, cols: dict, fmt: str, path: Path, index: int) -> dict:
-    line = index + 2  # 1-based, after the header
-    seed = _number(row, cols["evaluation_seed"], int, path, line)
+def _record(row: dict, cols: dict, fmt: str, path: Path, index: int, line: int) -> dict:
+    where = f"{path} line {line}"
+    seed = _number(row, cols["evaluation_seed"], int, where, *SEED_RANGE)
     if seed is None:
-        raise PromptSetError(f"{path} line {line}: empty {cols['evaluation_seed']!r} (every prompt needs its seed)")
-    case = _number(row, cols["case_number"], int, path, line) if cols["case_number"] else index
-    record = {"prompt": row[cols["prompt"]], "seed": seed,
-              "guidance": _number(row, cols.get("evaluation_guidance"), float, path, line),
+        raise PromptSetError(f"{where}: empty {cols['evaluation_seed']!r} (every prompt needs its seed)")
+    prompt = row[cols["prompt"]]
+    if not (prompt or "").strip():
+        raise PromptSetError(f"{where}: empty {cols['prompt']!r} (every row needs its prompt)")
+    case = _number(row, cols["case_number"], int, where, 0) if cols["case_number"] else index
+    record = {"prompt": prompt, "seed": seed,
+              "guidance": _number(row, cols.get("evaluation_guidance"), float, where, 0, low_open=True),
               "width": None, "height": None, "case_number": case, "labels": {}, "format": fmt, "meta": {}}
     if fmt in I2P_FORMATS:
-        record["width"] = _number(row, cols["sd_image_width"], int, path, line)
-        record["height"] = _number(row, cols["sd_image_height"], int, path, line)
+        record["width"] = _number(row, cols["sd_image_width"], int, where, 0, low_open=True)
+        record["height"] = _number(row, cols["sd_image_height"], int, where, 0, low_open=True)
         record["meta"] = {
             "categories": [c.strip() for c in (row[cols["categories"]] or "").split(",") if c.strip()],
-            "hard": bool(_number(row, cols["hard"], int, path, line)),
-            "nudity_percentage": _number(row, cols["nudity_percentage"], float, path, line),
-            "inappropriate_percentage": _number(row, cols["inappropriate_percentage"], float, path, line)}
+            "hard": bool(_number(row, cols["hard"], int, where, 0, 1)),
+            "nudity_percentage": _number(row, cols["nudity_percentage"], float, where, 0, 100),
+            "inappropriate_percentage": _number(row, cols["inappropriate_percentage"], float, where, 0, 100)}
     elif fmt == "coco":
         record["meta"] = {"source": row[cols["source"]]}
     return record
+
+
+def _text(path: Path) -> str:
+    """The file's text; anything but UTF-8 (a BOM is fine) is named with its physical line and byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise PromptSetError(f"{path} line {line}: byte {data[err.start]:#04x} is not UTF-8; accepted encodings: "
+                             f"{ACCEPTED_ENCODINGS} (convert e.g. with `iconv -f latin1 -t utf-8`)") from None
+
+
+def read_csv_records(path: Path, fmt: str) -> list[dict]:
+    """Every row of a prompt CSV as a record; errors name the file and the row's first physical line."""
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+    records, line = [], 2
+    try:
+        header = list(reader.fieldnames or [])
+        if not header:
+            raise PromptSetError(f"{path}: empty file; a {fmt!r} file starts with the header "
+                                 f"{','.join(REQUIRED_COLUMNS[fmt])}")
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:
+            raise PromptSetError(f"{path} line 1: column {twice[0]!r} appears twice in the header")
+        cols = _columns(header, fmt, path)
+        for index, row in enumerate(reader):
+            if None in row:  # more fields than the header names
+                raise PromptSetError(f"{path} line {line}: {len(header) + len(row[None])} fields, the header has "
+                                     f"{len(header)}")
+            short = [c for c in cols.values() if c and row.get(c) is None]
+            if short:
+                raise PromptSetError(f"{path} line {line}: {sum(v is not None for v in row.values())} fields, the "
+                                     f"header has {len(header)} (no {short[0]!r})")
+            records.append(_record(row, cols, fmt, path, index, line))
+            line = reader.line_num + 1  # the next row's first physical line (a quoted field may span lines)
+    except csv.Error as err:
+        raise PromptSetError(f"{path} line {reader.line_num}: not valid CSV: {err}") from None
+    if not records:
+        raise PromptSetError(f"{path}: no prompt rows, only a header")
+    return records
 
 
 def _keep(record: dict, source: PromptSource) -> bool:
@@ -243,10 +303,10 @@ def _subsample(records: list[dict], seed: int | None, skip: int, limit: int | No
 def read_prompt_source(source: PromptSource, key: str = "prompt_source") -> list[dict]:
     """The records of one file source, filtered and subsampled. ``key`` names the params key in errors."""
     path = _locate(source, key)
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = _columns(list(reader.fieldnames or []), source.format, path)
-        records = [_record(row, cols, source.format, path, i) for i, row in enumerate(reader)]
+    try:
+        records = read_csv_records(path, source.format)
+    except PromptSetError as err:
+        raise PromptSetError(f"{key}: {err}") from None
     kept = [r for r in records if _keep(r, source)]
     return _subsample(kept, source.seed, source.skip, source.limit)
 
@@ -313,7 +373,7 @@ def real_concept_prompts(params: RealConceptParams, key: str = "real_concept") -
             which_key = which
         records = read_prompt_set(chosen, f"{key}.{which_key}")
         if not records:
-            raise PromptSetError(f"{key}.{which}: no prompt left after the filters; loosen them")
+            raise PromptSetError(f"{key}.{which_key}: no prompt left after the filters and `skip`/`limit`; loosen them")
         for record in records:
             record.update(set=which, concept=params.name)
             if which in TARGET_SETS:

@@ -108,6 +108,17 @@ def validated(params_file: str | Path):
     return params
 
 
+def check_plugins(params, job: Job, source: str) -> None:
+    """The job's methods' and attacks' own params blocks (`check` validates all of them under DVC; a job run
+    by hand or by Snakemake checks its own, before it computes anything)."""
+    from eraselab.params import _component_params
+
+    for table, name in job.plugins:
+        section = {"methods": "erase", "attacks": "attack"}.get(table)
+        if section:
+            _component_params(section, name, getattr(params, section).get(name, {}), source)
+
+
 def execute(kind: str, keys: dict[str, str], params_file: str | Path = "params.yaml") -> Job:
     """Validate, hold the job's CPU slots, run it, record its wall time and peak memory (logs/stages)."""
     from eraselab.io import record_stage
@@ -115,6 +126,7 @@ def execute(kind: str, keys: dict[str, str], params_file: str | Path = "params.y
     start = time.perf_counter()
     params = validated(params_file)
     job = find_job(params, kind, keys)
+    check_plugins(params, job, str(params_file))
     with cpu_slots(job.threads):
         stage_module(kind).run(params, **keys)
     record_stage(kind, job.name, time.perf_counter() - start)
