@@ -37,7 +37,7 @@ def test_killed_stage_leaves_no_partial_output_and_a_rerun_completes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "eraselab.cli", "world"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while not list((tmp_path / "data").glob(".world.tmp-*")) and time.time() < deadline:
+    while not list((tmp_path / ".eraselab" / "tmp").glob("data%2Fworld~tmp~*")) and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)
     os.kill(proc.pid, signal.SIGKILL)
@@ -48,6 +48,7 @@ def test_killed_stage_leaves_no_partial_output_and_a_rerun_completes(tmp_path):
                    capture_output=True)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["world"]
     assert (tmp_path / "data" / "world" / "world.json").exists()
+    assert not list((tmp_path / ".eraselab" / "tmp").iterdir())  # the killed run's temp folder was swept
 
 
 def test_write_json_is_atomic(tmp_path):

@@ -124,6 +124,58 @@ def test_snakemake_builds_identical_artifacts(dvc_micro_run, tmp_path):
     dry = subprocess.run(["dvc", "repro", "--dry"], cwd=repo, capture_output=True, text=True, check=True).stdout
     assert "Running stage" not in dry, dry
 
+    # A bad params.yaml costs Snakemake's user no artifact either: core keys fail as the Snakefile is read,
+    # methods' and attacks' blocks and external inputs in `onstart`, before any job removes its output.
+    erased = repo / "models" / "erased" / "esd_x" / "red"
+    before = _tree(erased)
+    for change, message in ((_typo_in_a_changed_method, r"erase.esd_x.lrr: unknown key"),
+                            (lambda d: d["grid"].update(concepts=["blu"]), r"grid.concepts: 'blu' is not in the world")):
+        original = _break_params(repo, change)
+        try:
+            bad = subprocess.run(["snakemake", "--cores", "2", "reports/"], cwd=repo, capture_output=True, text=True)
+        finally:
+            (repo / "params.yaml").write_text(original)
+        assert bad.returncode == 2 and re.search(rf"eraselab: params.yaml line \d+: {message}", bad.stderr), bad.stderr[-2000:]
+        assert "Traceback" not in bad.stderr and _tree(erased) == before
+
+
+def _tree(folder):
+    import hashlib
+
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _break_params(repo, change):
+    """params.yaml with ``change`` applied; returns the original text."""
+    original = (repo / "params.yaml").read_text()
+    data = yaml.safe_load(original)
+    change(data)
+    (repo / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return original
+
+
+def _typo_in_a_changed_method(data):  # esd_x's jobs are out of date, and its block has a typo
+    data["erase"]["esd_x"]["steps"] += 1
+    data["erase"]["esd_x"]["lrr"] = 0.1
+
+
+def test_a_bad_params_yaml_costs_no_artifact_under_dvc(dvc_micro_run):
+    erased = dvc_micro_run / "models" / "erased" / "esd_x" / "red"
+    before = _tree(erased)
+    original = _break_params(dvc_micro_run, _typo_in_a_changed_method)
+    try:
+        result = subprocess.run(["dvc", "repro"], cwd=dvc_micro_run, capture_output=True, text=True)
+    finally:
+        (dvc_micro_run / "params.yaml").write_text(original)
+    assert result.returncode != 0
+    assert re.search(r"eraselab check: params.yaml line \d+: erase.esd_x.lrr: unknown key; valid keys here: steps, lr",
+                     result.stdout + result.stderr)
+    assert "Running stage 'erase." not in result.stdout
+    assert _tree(erased) == before  # the `check` stage stopped DVC before it removed any output
+    status = subprocess.run(["dvc", "status"], cwd=dvc_micro_run, capture_output=True, text=True, check=True).stdout
+    assert "up to date" in status, status
+
 
 SMOKE_COLOUR_FLOOR = 0.5
 

@@ -289,6 +289,19 @@ def check_dvc_yaml(params_file: str | Path = "params.yaml", dvc_file: str | Path
 
 
 # --- Snakemake --------------------------------------------------------------------------------------------------
+def _or_exit(step):
+    """Inside Snakemake: a user's error as its one-line message and exit status 2, not a traceback."""
+    import sys
+
+    from eraselab.errors import UserError
+
+    try:
+        return step()
+    except UserError as err:
+        print(f"eraselab: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 class SnakemakeRules:
     """The same jobs as Snakemake rules: one rule per stage kind, wildcards for its keys, inputs and params
     looked up per job (so changing one method's params reruns only that method's jobs)."""
@@ -297,11 +310,24 @@ class SnakemakeRules:
         from eraselab.params import parse_params
 
         self.raw, self.root = config, Path(root or Path.cwd())
-        self.params = parse_params(config, "params.yaml")
+        self.params = _or_exit(lambda: parse_params(config, "params.yaml"))
         self.by_kind: dict[str, dict[tuple, Job]] = {}
         for job in jobs(self.params):
             if job.kind != "check":  # DVC's fingerprint stage; Snakemake reads the code files themselves
                 self.by_kind.setdefault(job.kind, {})[tuple(job.keys.values())] = job
+
+    def validate(self) -> None:
+        """Snakemake's `onstart`: once the DAG is built and before any job runs (so before Snakemake removes an
+        output it would rebuild), the check DVC's `check` stage makes: every method's and attack's params and
+        every external input. A problem: one line per problem, exit status 2, every output left as it was."""
+        from eraselab.params import check_components
+        from eraselab.preflight import check_externals
+
+        def check() -> None:
+            check_components(self.params, "params.yaml")
+            check_externals(self.params, "params.yaml")
+
+        _or_exit(check)
 
     def _job(self, kind: str, wildcards) -> Job:
         keys = stage_module(kind).KEYS

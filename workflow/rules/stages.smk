@@ -5,6 +5,10 @@ from eraselab.graph import SnakemakeRules
 
 RULES = SnakemakeRules(config)
 
+
+onstart:
+    RULES.validate()  # components' params and external inputs, before any job (or output removal)
+
 for _kind in RULES.kinds():
 
     rule:

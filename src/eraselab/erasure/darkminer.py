@@ -294,10 +294,13 @@ class DarkMiner(ErasureMethod):
         unet.add_adapter(lora_config(params))
         try:
             result = set_peft_model_state_dict(unet, lora)
+            problem = ("" if not getattr(result, "unexpected_keys", None) else
+                       f"it names layers this UNet lacks, e.g. {result.unexpected_keys[:3]}")
         except RuntimeError as err:  # shapes of another architecture (torch's "size mismatch for ...")
-            raise ArtifactError(f"{path}: LoRA does not fit this UNet: {str(err).splitlines()[-1].strip()}") from None
-        if getattr(result, "unexpected_keys", None):
-            raise ArtifactError(f"{path}: LoRA names layers this UNet lacks, e.g. {result.unexpected_keys[:3]}")
+            problem = str(err).strip().splitlines()[-1].strip()
+        if problem:
+            unet.unload_lora()  # the pipeline as it was: nothing of the artifact applied
+            raise ArtifactError(f"{path}: LoRA does not fit this UNet: {problem} (made for another architecture?)")
         unet.fuse_lora()  # one ordinary weight edit from here on: no adapter cost in sampling or attacks
         unet.unload_lora()
         return Defended(pipe, self.name, config)

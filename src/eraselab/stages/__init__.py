@@ -121,9 +121,11 @@ def check_plugins(params, job: Job, source: str) -> None:
 
 def execute(kind: str, keys: dict[str, str], params_file: str | Path = "params.yaml") -> Job:
     """Validate, hold the job's CPU slots, run it, record its wall time and peak memory (logs/stages)."""
-    from eraselab.io import record_stage
+    from eraselab.io import record_stage, sweep
 
     start = time.perf_counter()
+    for line in sweep():  # what killed runs left behind, before anything else
+        print(f"eraselab: {line} (left by a killed run)")
     params = validated(params_file)
     job = find_job(params, kind, keys)
     check_plugins(params, job, str(params_file))
