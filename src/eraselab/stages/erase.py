@@ -16,9 +16,12 @@ def jobs(params) -> list[Job]:
     out = []
     for m in params.grid.methods:
         features = declared("methods", m, "needs_image_features", False)  # judges its own generations (CLIP)
+        files_key = declared("methods", m, "input_files", None)  # a params key: concept -> {name: file path}
         for c in params.grid.concepts:
+            given = (params.erase.get(m) or {}).get(files_key) or {} if files_key else {}
+            files = [v for v in (given.get(c) or {}).values() if isinstance(v, str) and v]
             out.append(Job("erase", {"method": m, "concept": c},
-                           [*model_deps(params), paths.concept(c), *(clip_deps(params) if features else [])],
+                           [*model_deps(params), paths.concept(c), *(clip_deps(params) if features else []), *files],
                            [Out(paths.erased(m, c)), Out(paths.erase_plot(m, c), directory=False,
                                                          plot={"x": "step", "y": "loss"})],
                            ["model", "grid.threads", f"erase.{m}", *(["evaluation.clip_score"] if features else [])],
