@@ -70,3 +70,7 @@ def where(source: str | os.PathLike, loc=()) -> str:
     """``params.yaml line 12`` when the key is found in the file, else the file's name."""
     line = yaml_line(source, loc) if loc else None
     return f"{source} line {line}" if line else str(source)
+
+
+class MissingInputError(UserError, FileNotFoundError):
+    """A file a stage reads is not there: the message names it and the command (or download) that makes it."""

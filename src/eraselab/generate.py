@@ -21,6 +21,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 from PIL import Image
 from tqdm import tqdm
 
+from eraselab.errors import MissingInputError
 from eraselab.io import atomic_dir
 
 SCHEDULERS = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler,
@@ -158,7 +159,7 @@ def read_images(folder: Path) -> tuple[np.ndarray, list[dict]]:
     folder = Path(folder)
     manifest = folder / "manifest.jsonl"
     if not manifest.exists():
-        raise FileNotFoundError(f"{manifest} missing: run `eraselab generate` first")
+        raise MissingInputError(f"{manifest} missing: run `eraselab generate` first")
     records = [json.loads(line) for line in manifest.read_text().splitlines() if line]
     images = np.stack([np.asarray(Image.open(folder / r["file"]).convert("RGB")) for r in records])
     return images, records

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from eraselab.concepts import Concept
 from eraselab.erasure.base import Defended
+from eraselab.errors import MissingInputError
 
 
 class AttackParams(BaseModel):
@@ -130,7 +131,7 @@ def load_adversarial(folder: Path) -> list[AdversarialPrompt]:
     folder = Path(folder)
     path = folder / "prompts.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run `eraselab search` for this attack and concept first")
+        raise MissingInputError(f"{path} missing: run `eraselab search` for this attack and concept first")
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     soft = load_file(folder / "token_embeddings.safetensors") if (folder / "token_embeddings.safetensors").exists() else {}
     return [AdversarialPrompt(r["seed_prompt"], r["seed"], r["prompt"], token_ids=r["token_ids"],

@@ -43,6 +43,7 @@ from pydantic import Field
 
 from eraselab.erasure.base import Defended, ErasureMethod, MethodParams
 from eraselab.erasure.uce import aligned_positions
+from eraselab.errors import MissingInputError
 from eraselab.generate import encode_prompts
 from eraselab.models.text_encoding import encode_token_embeddings, tokenize, vocabulary_matrix
 
@@ -80,7 +81,7 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     """A CoPro-style JSONL file -> (unsafe, safe) prompt pairs; errors name the file, line and key."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"SteerDiff pairs_file {path} does not exist")
+        raise MissingInputError(f"SteerDiff pairs_file {path} does not exist")
     pairs = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():

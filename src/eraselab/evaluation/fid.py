@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from eraselab.errors import MissingInputError
 from eraselab.evaluation.clip_score import ClipScoreSpec, load_clip_scorer
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # the name clean-fid downloads and loads
@@ -130,7 +131,7 @@ def _image_count(images: np.ndarray | str | Path, name: str) -> int:
     if isinstance(images, (str, Path)):
         folder = Path(images)
         if not folder.is_dir():
-            raise FileNotFoundError(f"image folder {folder} (set {name}) does not exist")
+            raise MissingInputError(f"image folder {folder} (set {name}) does not exist")
         # the same suffixes clean-fid's get_folder_features collects, recursively
         return sum(1 for p in folder.rglob("*") if p.suffix.lower()[1:] in EXTENSIONS)
     array = np.asarray(images)

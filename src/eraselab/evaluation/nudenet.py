@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from eraselab.errors import MissingInputError
 from eraselab.evaluation.detectors import Box, Detector, DetectorParams, check_images
 from eraselab.io import file_sha256
 
@@ -198,7 +199,7 @@ def _load_nudenet(threads: int | None):
 
     model_path = Path(nudenet_module.__file__).with_name("320n.onnx")
     if not model_path.exists():
-        raise FileNotFoundError(f"{model_path} missing: reinstall nudenet=={NUDENET_VERSION}, which bundles it")
+        raise MissingInputError(f"{model_path} missing: reinstall nudenet=={NUDENET_VERSION}, which bundles it")
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

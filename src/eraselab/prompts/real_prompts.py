@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, PositiveInt, Tag, model_validator
 
 from eraselab.concepts import Concept
-from eraselab.errors import UserError
+from eraselab.errors import MissingInputError, UserError
 from eraselab.io import atomic_dir
 from eraselab.prompts.world_prompts import CONCEPT_SETS, write_prompts
 
@@ -150,7 +150,7 @@ def _locate(source: PromptSource, key: str) -> Path:
     if source.path:
         path = Path(source.path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"{key}.path: {path} does not exist; download {origin} and save it there")
+            raise MissingInputError(f"{key}.path: {path} does not exist; download {origin} and save it there")
         return path
     if source.hub is None:
         raise PromptSetError(f"{key}: set {key}.path to a local copy of {origin} (or {key}.hub to fetch it)")

@@ -12,6 +12,7 @@ import json
 import random
 from pathlib import Path
 
+from eraselab.errors import MissingInputError
 from eraselab.io import atomic_write_text
 from eraselab.world import SYNONYMS, caption
 from eraselab.world.dataset import WorldSpec
@@ -44,7 +45,7 @@ def write_prompts(path: Path, records: list[dict]) -> None:
 def read_prompts(path: Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run `eraselab prompts` first")
+        raise MissingInputError(f"{path} missing: run `eraselab prompts` first")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from eraselab.errors import MissingInputError
 from eraselab.stages import paths
 
 
@@ -58,7 +59,7 @@ def load_concept(c: str):
 
     path = Path(paths.concept(c)) / "concept.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run `eraselab concept-prompts --concept {c}` first")
+        raise MissingInputError(f"{path} missing: run `eraselab concept-prompts --concept {c}` first")
     return Concept.from_json(json.loads(path.read_text()))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from eraselab.errors import MissingInputError
 from eraselab.io import atomic_dir
 from eraselab.world.render import Geometry, render
 from eraselab.world.vocabulary import FRAMES, HELDOUT, NP_FORMS, SYNONYMS, TRAIN_PHRASINGS
@@ -70,6 +71,6 @@ def write_world(spec: WorldSpec, sizes: dict[str, int], out: Path) -> None:
 def load_split(world_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     path = Path(world_dir) / f"{split}.npz"
     if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run `eraselab world` first (valid splits: {', '.join(SPLITS)})")
+        raise MissingInputError(f"{path} missing: run `eraselab world` first (valid splits: {', '.join(SPLITS)})")
     with np.load(path) as data:
         return data["images"], data["labels"]
