@@ -252,6 +252,11 @@ def attack_calls(attack: str, p, method: str, concept: str, size: ConceptSizes, 
     elif attack == "ring_a_bell":  # text encoder only, the undefended one: the same search for every method
         search["text"] += 2 * min(p.pairs, size.erase_prompts) + n * (1 + p.population * (p.generations + 1))
         parts.append((("ring_a_bell search", concept, p), search))
+    elif attack == "sneakyprompt":  # black box: at most `queries` defended images per seed prompt, CLIP-scored
+        parts.append((seed_images, images(n, gen_calls, ctx)))
+        parts.append((("undefended seed-prompt images", concept), images(n, gen_calls)))
+        search.update(images(n * p.queries, gen_calls, ctx))
+        parts.append((None, search))
     elif attack == "mma_diffusion":  # text encoder only, the undefended one: one search per concept
         search["text"] += n * (1 + p.steps * p.candidates)  # each seed's target, then the candidates scored
         search["text_grad"] += n * p.steps  # the gradient to the one-hot tokens, once per step

@@ -26,6 +26,7 @@ BUDGETS = {
     "ring_a_bell": {"length": 5, "population": 8, "generations": 3, "pairs": 4},
     "mma_diffusion": {"length": 4, "steps": 3, "top_k": 8, "candidates": 6},
     "cce": {"images": 4, "steps": 3, "batch_size": 2},
+    "sneakyprompt": {"queries": 6, "batch": 4},
 }
 
 
@@ -69,6 +70,8 @@ def test_attack_output_is_well_formed_deterministic_and_in_budget(tiny_pipeline,
             assert a.log["encoder_queries"] == budget["steps"] * (budget["candidates"] + 1) + 1 and queries == 0
         elif name == "cce":
             assert steps == budget["steps"] and a.prompt.startswith("<v*> ")
+        elif name == "sneakyprompt":  # a checker that never sees the concept: the whole query budget, no more
+            assert queries == budget["queries"] and a.log["replaced"] == 1 and "red" not in a.prompt.split()
 
 
 def test_unlearndiffatk_stops_at_first_success_and_skips_present_prompts(tiny_pipeline):
@@ -190,7 +193,7 @@ def test_concept_vocabulary_is_the_concepts_tokens(tiny_pipeline):
 def test_mma_diffusion_never_spells_the_concept_and_only_improves(tiny_pipeline):
     """The concept's words are banned from the adversarial tokens; a longer search never ends further from
     the target prompt's embedding (a swap is kept only when it improves)."""
-    from eraselab.attacks.mma_diffusion import banned_tokens
+    from eraselab.attacks.base import banned_tokens
 
     tok = tiny_pipeline.tokenizer
     vocab = attack_vocabulary(tok, CONCEPT, "concept")
@@ -229,3 +232,31 @@ def test_every_generation_uses_each_seeds_own_guidance(tiny_pipeline, monkeypatc
     images = adversarial_images(defended, out[:1])
     assert np.array_equal(images, defended.generate(out[0].conditioning(defended), [3], scales=[2.0]))
     assert not np.array_equal(images, defended.generate(out[0].conditioning(defended), [3]))
+
+
+@pytest.mark.parametrize("search", ["rl", "beam"])
+def test_sneakyprompt_replaces_the_concept_word_and_stops_at_first_success(tiny_pipeline, search):
+    from eraselab.attacks.base import banned_tokens
+
+    tok = tiny_pipeline.tokenizer
+    out = run(tiny_pipeline, "sneakyprompt", search=search, tokens_per_word=2)
+    vocab = attack_vocabulary(tok, CONCEPT, "concept")
+    banned = set(vocab[banned_tokens(tok, vocab, [CONCEPT.text])].tolist())
+    for adv, record in zip(out, SEEDS):
+        kept = [t for t in tok(record["prompt"]).input_ids[1:-1] if t not in banned]
+        ids = [t for t in adv.token_ids[1:] if t not in (tok.eos_token_id, tok.pad_token_id)]
+        assert not banned & set(ids) and len(ids) == len(kept) + 2  # the concept word became two other tokens
+        assert adv.log["search"] == search and adv.log["queries"] == BUDGETS["sneakyprompt"]["queries"]
+    calls = []
+
+    def second_query(images):  # the first batch of candidates (after the seed's own image) holds a hit
+        calls.append(len(images))
+        hits = np.zeros(len(images), bool)
+        if sum(calls) > 1 and sum(calls) - len(images) <= 1:
+            hits[1 - (sum(calls) - len(images))] = True
+        return hits
+
+    checker = Checker(present=second_query, image_features=CHECKER.image_features)
+    (adv,) = run(tiny_pipeline, "sneakyprompt", checker=checker, seeds=SEEDS[:1], search=search, queries=40, batch=2)
+    # the first call is the seed's own image (Pre-ASR: not shown), then one batch of two finds it
+    assert adv.log["success"] and adv.log["queries"] == 2

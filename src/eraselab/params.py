@@ -176,7 +176,8 @@ class GridParams(Section):
 
     concepts: list[str] = ["red", "star", "striped"]
     methods: list[str] = ["none", "esd_x", "esd_u", "uce", "sld", "negative_prompt", "darkminer", "steerdiff"]
-    attacks: list[str] = ["no_attack", "unlearndiffatk", "p4d_n", "p4d_k", "ring_a_bell", "cce", "mma_diffusion"]
+    attacks: list[str] = ["no_attack", "unlearndiffatk", "p4d_n", "p4d_k", "ring_a_bell", "cce", "mma_diffusion",
+                          "sneakyprompt"]
     threads: PositiveInt = 2  # torch threads in every grid stage (erase, defended, attack, evaluate)
 
     _methods = field_validator("methods")(_names("erasure method", METHODS))

@@ -188,6 +188,13 @@ def attack_vocabulary(tokenizer, concept: Concept, scope: VocabularyScope) -> to
     return torch.tensor(ids)
 
 
+def banned_tokens(tokenizer, vocab: torch.Tensor, words: list[str]) -> torch.Tensor:
+    """Which of ``vocab``'s tokens spell any of ``words`` (case-insensitive, either contains the other)."""
+    words = [w.lower() for w in words if w.strip()]
+    texts = [tokenizer.decode([int(i)]).strip().lower() for i in vocab]
+    return torch.tensor([bool(t) and any(w in t or (len(t) > 2 and t in w) for w in words) for t in texts])
+
+
 def splice(tokenizer, prompt: str, slots: int, mode: Literal["prefix", "only", "insert"], every: int = 3
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids (77) with adversarial slots, and the slots' positions.

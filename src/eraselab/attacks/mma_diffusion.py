@@ -15,7 +15,8 @@ import torch
 from pydantic import Field
 from tqdm import tqdm
 
-from eraselab.attacks.base import AdversarialPrompt, Attack, AttackParams, VocabularyScope, attack_vocabulary, readable
+from eraselab.attacks.base import (AdversarialPrompt, Attack, AttackParams, VocabularyScope, attack_vocabulary,
+                                   banned_tokens, readable)
 from eraselab.models.text_encoding import encode_token_embeddings, token_embeddings
 
 
@@ -27,13 +28,6 @@ class MMADiffusionParams(AttackParams):
     candidates: int = Field(128, gt=0)  # swaps scored per iteration
     vocabulary: VocabularyScope = "concept"
     seed: int = Field(0, ge=0)
-
-
-def banned_tokens(tokenizer, vocab: torch.Tensor, words: list[str]) -> torch.Tensor:
-    """Which of ``vocab``'s tokens spell any of ``words`` (case-insensitive, either contains the other)."""
-    words = [w.lower() for w in words if w.strip()]
-    texts = [tokenizer.decode([int(i)]).strip().lower() for i in vocab]
-    return torch.tensor([bool(t) and any(w in t or (len(t) > 2 and t in w) for w in words) for t in texts])
 
 
 def pooled(encoder, hidden: torch.Tensor, ids: torch.Tensor, eos: int) -> torch.Tensor:

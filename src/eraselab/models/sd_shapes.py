@@ -220,4 +220,5 @@ ATTACK_BUDGETS = {
     "ring_a_bell": {"length": 2, "population": 2, "generations": 1, "pairs": 1, "vocabulary": "full"},
     "mma_diffusion": {"length": 2, "steps": 1, "top_k": 2, "candidates": 2, "vocabulary": "full"},
     "cce": {"images": 1, "steps": 1, "batch_size": 1},
+    "sneakyprompt": {"queries": 2, "batch": 2, "vocabulary": "full"},
 }
