@@ -191,6 +191,14 @@ def erase_calls(method: str, p, size: ConceptSizes) -> Counter:
         per_step = Counter({"unet": 2 * b * mean_stop + 2 * b,  # that trajectory + the frozen teacher's pair
                             f"unet_grad_{method}": b, "text": b})
         return Counter({k: v * p.steps for k, v in per_step.items()})
+    if method == "advunlearn":  # ESD's step on the adversarial prompt, the inner attack's steps, the retain loss
+        b, mean_stop = p.batch_size, (p.trajectory_steps - 1) / 2
+        attacked = max(p.iterations - p.warmup, 0)
+        grad = "unet_grad_esd_x" if p.module == "unet_xattn" else "unet_grad_cond"
+        total = Counter({"unet": (2 * b * mean_stop + 2 * b + p.retain_batch) * p.iterations,
+                         grad: (b + p.retain_batch) * p.iterations + b * p.attack_steps * attacked,
+                         "text_grad": (b + p.retain_batch) * p.iterations + b * p.attack_steps * attacked})
+        return total
     if method == "darkminer":
         calls = sampler_calls(p.sample_scheduler, p.sample_steps)
         pool = images(p.pool_size * (2 if p.verify_reference == "paired" else 1), calls)

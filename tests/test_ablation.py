@@ -26,7 +26,7 @@ def test_shipped_specs_are_valid():
 
 
 def test_unknown_method_lists_the_valid_ones(tmp_path):
-    with pytest.raises(ParamsError, match="valid choices: darkminer, esd_u, esd_x"):
+    with pytest.raises(ParamsError, match="valid choices: advunlearn, darkminer, esd_u, esd_x"):
         ablation.load_spec(write(tmp_path, "method: esd_z\nconcepts: [red]\nvariants: {a: {}}\n"))
 
 

@@ -112,3 +112,39 @@ def test_uce_alignment_skips_the_shared_prefix_and_shifts_the_rest():
     assert (3, 2) in pairs and (5, 4) in pairs and (7, 6) in pairs  # later tokens shift by one
     substitute = aligned_positions([8, 1, 5, eot, pad], [8, 1, 6, eot, pad], eot)
     assert substitute == [(2, 2), (3, 3), (4, 4)]  # "star" -> "shape": position for position
+
+
+@pytest.mark.parametrize("module, where", [("text_encoder", "text_encoder"), ("text_encoder_first", "text_encoder"),
+                                           ("unet_xattn", "unet")])
+def test_advunlearn_trains_only_its_module_and_is_deterministic(tiny_pipeline, tiny_pipeline_dir, tmp_path, module, where):
+    budget = {"module": module, "iterations": 2, "batch_size": 1, "retain_batch": 1, "attack_steps": 2,
+              "attack_tokens": 2, "trajectory_steps": 3, "lr": 1e-3}
+    first = erase(tiny_pipeline_dir, tmp_path / "a", "advunlearn", **budget)
+    second = erase(tiny_pipeline_dir, tmp_path / "b", "advunlearn", **budget)
+    edited = {m: {k for k, v in getattr(first.pipe, m).state_dict().items()
+                  if not torch.equal(v, getattr(tiny_pipeline, m).state_dict()[k])} for m in ("unet", "text_encoder")}
+    other = "unet" if where == "text_encoder" else "text_encoder"
+    assert edited[where] and not edited[other]
+    if module == "text_encoder_first":
+        assert all("encoder.layers.0." in k for k in edited[where])
+    if module == "unet_xattn":
+        assert all(".attn2." in k for k in edited[where])
+    log = json.loads((tmp_path / "a" / "artifact.json").read_text())["log"]
+    assert log["module"] == module and log["trained_tensors"] >= len(edited[where])
+    prompts, seeds = list(CONCEPT.erase_prompts[:2]), [1, 2]
+    assert np.array_equal(first.generate_prompts(prompts, seeds), second.generate_prompts(prompts, seeds))
+
+
+def test_advunlearn_inner_attack_moves_only_the_prefix(tiny_pipeline_dir):
+    from eraselab.erasure.advunlearn import AdvUnlearn, AdvUnlearnParams
+
+    pipe = load_pipeline(tiny_pipeline_dir, "cpu")
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    params = AdvUnlearnParams(attack_steps=3, attack_tokens=2)
+    table = pipe.text_encoder.get_input_embeddings().weight[:10].detach()
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    target = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    prefix, loss = AdvUnlearn()._attack(pipe.unet, pipe.text_encoder, pipe.tokenizer, ["a red star"], latents,
+                                        torch.tensor(500), target, table, params, torch.Generator().manual_seed(0))
+    assert prefix.shape == (1, 2, table.shape[1]) and not prefix.requires_grad and loss > 0
+    assert all(torch.equal(v, before[k]) for k, v in pipe.unet.state_dict().items())

@@ -31,7 +31,7 @@ def test_every_attack_is_importable_with_params(name):
 
 
 def test_unknown_names_list_the_valid_choices():
-    with pytest.raises(KeyError, match="valid choices: darkminer, esd_u, esd_x"):
+    with pytest.raises(KeyError, match="valid choices: advunlearn, darkminer, esd_u, esd_x"):
         registry.method("esd")
     with pytest.raises(ParamsError, match="grid.attacks: unknown attack 'p4d'"):
         parse_params({"grid": {"attacks": ["p4d"]}})

@@ -208,6 +208,26 @@ def save_unet_edit(unet, names: list[str], out: Path) -> None:
     save_file({n: state[n].detach().cpu().contiguous() for n in sorted(names)}, Path(out) / EDIT_FILE)
 
 
+TEXT_EDIT_FILE = "text_encoder_edit.safetensors"
+
+
+def save_text_encoder_edit(text_encoder, names: list[str], out: Path) -> None:
+    """Store the edited text-encoder tensors (``names``) as safetensors, as `save_unet_edit` does the UNet's."""
+    from safetensors.torch import save_file
+
+    state = text_encoder.state_dict()
+    save_file({n: state[n].detach().cpu().contiguous() for n in sorted(names)}, Path(out) / TEXT_EDIT_FILE)
+
+
+def load_text_encoder_edit(pipe, artifact: Path):
+    """Apply a stored text-encoder edit in place; every tensor must exist in the base encoder, shaped alike."""
+    path = Path(artifact) / TEXT_EDIT_FILE
+    edit = read_tensors(path)
+    check_tensors(edit, pipe.text_encoder.state_dict(), path, "text encoder")
+    pipe.text_encoder.load_state_dict(edit, strict=False)
+    return pipe
+
+
 def load_unet_edit(pipe, artifact: Path):
     """Apply a stored edit to ``pipe.unet`` in place; every stored tensor must exist in the base UNet, shaped alike."""
     path = Path(artifact) / EDIT_FILE

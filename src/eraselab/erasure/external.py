@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from eraselab.erasure.base import (
-    ArtifactError, Defended, ErasureMethod, MethodParams, check_tensors, load_unet_edit, read_tensors, save_unet_edit)
-
-TEXT_EDIT_FILE = "text_encoder_edit.safetensors"
+from eraselab.erasure.base import (ArtifactError, Defended, ErasureMethod, MethodParams, check_tensors,
+                                   load_text_encoder_edit, load_unet_edit, read_tensors, save_text_encoder_edit,
+                                   save_unet_edit)
 PIPELINE_FILES = {"unet": "unet/diffusion_pytorch_model.safetensors", "text_encoder": "text_encoder/model.safetensors"}
 
 
@@ -113,17 +112,8 @@ class External(ErasureMethod):
             raise ArtifactError(f"erase.external.models.{concept.name}: {', '.join(source.files())} change nothing in "
                                 f"the base model (the base model itself?)")
         save_unet_edit(pipe.unet, changed["unet"], out)
-        from safetensors.torch import save_file
-
-        state = pipe.text_encoder.state_dict()
-        save_file({n: state[n].detach().cpu().contiguous() for n in sorted(changed["text_encoder"])},
-                  Path(out) / TEXT_EDIT_FILE)
+        save_text_encoder_edit(pipe.text_encoder, changed["text_encoder"], out)
         return {"source": source.model_dump(mode="json"), "changed_tensors": {m: len(v) for m, v in changed.items()}}
 
     def load(self, pipe, artifact, config):
-        load_unet_edit(pipe, artifact)
-        path = Path(artifact) / TEXT_EDIT_FILE
-        edit = read_tensors(path)
-        check_tensors(edit, pipe.text_encoder.state_dict(), path, "text encoder")
-        pipe.text_encoder.load_state_dict(edit, strict=False)
-        return Defended(pipe, self.name, config)
+        return Defended(load_text_encoder_edit(load_unet_edit(pipe, artifact), artifact), self.name, config)

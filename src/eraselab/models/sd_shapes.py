@@ -210,6 +210,8 @@ METHOD_BUDGETS = {
     "darkminer": {"rounds": 1, "patience": 1, "pool_size": 1, "batch_size": 1, "mine_steps": 1, "verify_samples": 1,
                   "circumvent_steps": 1, "sample_steps": 2, "sample_scheduler": "pndm", "threshold": -1.0},
     "steerdiff": {"steps": 5},
+    "advunlearn": {"iterations": 2, "batch_size": 1, "retain_batch": 1, "attack_steps": 1, "warmup": 1,
+                   "trajectory_steps": 2},
 }
 # the vocabulary scope SD's profile uses: the full 49,408-token table
 ATTACK_BUDGETS = {
