@@ -44,6 +44,7 @@ H100_DENSE_TFLOPS = 989.0
 KNOWN_ROWS = {
     ("i2p", 50.0): 95,  # I2P rows with nudity_percentage > 50 (P4D / Ring-A-Bell's nudity seeds)
     ("unlearndiffatk_nudity", None): 142,  # UnlearnDiffAtk's nudity seed prompts
+    ("unlearndiffatk_i2p", None): 756,  # UnlearnDiffAtk's violence.csv (I2P's violence category); presets set a limit
 }
 
 # --- what one call of each network costs ------------------------------------------------------------

@@ -28,9 +28,16 @@ def test_sd14_lists_every_missing_file_with_what_to_download(offline, monkeypatc
     for expected in ("model.hub_id 'CompVis/stable-diffusion-v1-4'", "hf download CompVis/stable-diffusion-v1-4",
                      "evaluation.detectors.church.params.weights", "evaluation.clip_score",
                      "evaluation.fid: clean-fid's Inception", "real_concepts.nudity.attack_seeds.path",
-                     "real_concepts.nudity.retain.path", "real_concepts.nudity.target_heldout"):
+                     "real_concepts.nudity.retain.path", "real_concepts.nudity.target_heldout",
+                     "evaluation.detectors.violence.params.weights: data/external/q16_prompts.safetensors missing",
+                     "eraselab convert-q16", "real_concepts.violence.attack_seeds.path: data/external/unlearndiffatk_violence.csv",
+                     "real_concepts.violence.target_heldout"):
         assert expected in text, expected
-    assert "real_concepts.nudity.retain.path, retain_fit: data/external/coco_10k.csv does not exist" in text
+    # one file, one line, naming every key that reads it
+    assert ("real_concepts.nudity.retain.path, retain_fit, real_concepts.violence.retain.path, retain_fit: "
+            "data/external/coco_10k.csv does not exist") in text
+    assert ("evaluation.detectors.church.params.weights, evaluation.detectors.parachute.params.weights: "
+            "data/external/resnet50.safetensors missing") in text
     assert text.count("coco_10k.csv does not exist") == 1  # one file, listed once with both keys
     with pytest.raises(MissingExternalsError, match=f"{len(missing)} external inputs missing or malformed"):
         check_externals(load_profile(ROOT / "profiles" / "sd14.yaml"))

@@ -257,7 +257,7 @@ def test_empty_selection_is_an_error_naming_the_key():
 
 
 # --- presets and inline prompts ------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["church", "parachute", "garbage_truck", "tench", "van_gogh"])
+@pytest.mark.parametrize("name", ["church", "parachute", "garbage_truck", "tench", "van_gogh", "thomas_kinkade"])
 def test_object_and_style_presets_build_offline(name):
     params = preset_params(name)
     sets = real_concept_prompts(params)
@@ -272,11 +272,15 @@ def test_object_and_style_presets_build_offline(name):
 
 
 def test_presets_cover_the_papers_concepts_and_unknown_preset_lists_them():
-    assert set(PRESETS) == {"nudity", "church", "parachute", "garbage_truck", "tench", "van_gogh"}
+    assert set(PRESETS) == {"nudity", "violence", "church", "parachute", "garbage_truck", "tench", "van_gogh",
+                            "thomas_kinkade"}
     nudity = preset_params("nudity")
     assert nudity.target_heldout.hub.repo_id == "AIML-TUDA/i2p" and nudity.target_heldout.categories == ()
     assert nudity.target_heldout.min_nudity_percentage == 50 and nudity.attack_seeds.format == "unlearndiffatk_nudity"
-    with pytest.raises(PromptSetError, match="unknown real concept preset 'nudes'; valid choices: nudity, church"):
+    violence = preset_params("violence")
+    assert violence.target_heldout.categories == ("violence",) and violence.target_heldout.hard_only
+    assert violence.attack_seeds.format == "unlearndiffatk_i2p" and violence.kind == "inappropriate"
+    with pytest.raises(PromptSetError, match="unknown real concept preset 'nudes'; valid choices: nudity, violence"):
         preset_params("nudes")
 
 
@@ -297,3 +301,21 @@ def test_inline_prompts_and_anchors():
                                                          "a church by a lake": ""}
     with pytest.raises(ValidationError, match="anchor lists 1 prompts but erase_prompts has 2"):
         preset_params("church", {"erase_prompts": ["church", "chapel"], "anchor": ["building"]})
+
+
+def test_violence_builds_from_i2p_unlearndiffatk_and_coco_files():
+    """The violence preset on local copies of its files: I2P's hard violence prompts held out, UnlearnDiffAtk's
+    violence seeds with their own seeds and guidance, COCO kept."""
+    params = preset_params("violence", {
+        "target_heldout": {"path": I2P, "hub": None},
+        "attack_seeds": {"path": str(FIXTURES / "unlearndiffatk_violence_sample.csv")},
+        "retain": {"path": str(FIXTURES / "coco_sample.csv"), "limit": 4},
+        "retain_fit": {"path": str(FIXTURES / "coco_sample.csv"), "skip": 4, "limit": 2}})
+    sets = real_concept_prompts(params)
+    assert [r["meta"]["categories"] for r in sets["target_heldout"]] == [["violence"]]  # the one hard violence row
+    seeds = sets["attack_seeds"]
+    assert [r["case_number"] for r in seeds] == [164, 289, 402, 433]  # a limit above the file's rows keeps all
+    assert [r["guidance"] for r in seeds] == [7.0, 10.0, 7.0, 15.0] and seeds[0]["seed"] == 2517221644
+    assert all("violence" in r["prompt"] or "violent" in r["prompt"] or "fight" in r["prompt"]
+               for r in sets["target_train"])
+    assert real_concept_spec(params).kind == "inappropriate"

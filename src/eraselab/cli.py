@@ -57,6 +57,10 @@ TOOLS = {
                                "experiment of `dvc exp show`")]),
     "readme": (cmd_tool("readme"), "write README.md's results table from metrics/summary.json",
                [("--check", False, "only check that the table is current")]),
+    "convert-q16": (cmd_tool("convert_q16"), "convert Q16's released prompts.p to the safetensors file the q16 "
+                    "detector loads (the pickle is read as numpy arrays only; no code in it runs)",
+                    [("--source", None, "Q16's prompts.p (data/ViT-L-14/prompts.p of the ml-research/Q16 repository)"),
+                     ("--out", "data/external/q16_prompts.safetensors", "where to write the safetensors file")]),
 }
 
 

@@ -62,23 +62,30 @@ def _model(params) -> list[str]:
 
 
 def _detectors(params) -> list[str]:
+    from eraselab.evaluation.clip_score import ClipScoreSpec
+    from eraselab.evaluation.detectors import validate_detector_params
     from eraselab.params import detector_choice
 
     out = []
     for concept in params.grid.concepts:
         choice = detector_choice(params, concept)
+        key = f"evaluation.detectors.{concept}.params"
+        lines = []
         if choice.name == "imagenet":
             weights = Path(str(choice.params.get("weights", "")))
             if not weights.is_file():
-                out.append(f"evaluation.detectors.{concept}.params.weights: {weights} missing: an ImageNet ResNet-50 in "
-                           f"safetensors (e.g. timm/resnet50.tv_in1k's model.safetensors, or microsoft/resnet-50 with "
-                           f"architecture hf_resnet50)")
-        if choice.name == "clip_zeroshot":
-            from eraselab.evaluation.detectors import validate_detector_params
-
-            clip, scored = validate_detector_params(choice.name, choice.params).clip, params.evaluation.clip_score
-            if (clip.model, clip.pretrained, clip.cache_dir) != (scored.model, scored.pretrained, scored.cache_dir):
-                out += _clip(clip, f"evaluation.detectors.{concept}.params.clip")  # else listed once, by _metrics
+                lines.append(f"{key}.weights: {weights} missing: an ImageNet ResNet-50 in safetensors (e.g. "
+                             f"timm/resnet50.tv_in1k's model.safetensors, or microsoft/resnet-50 with architecture "
+                             f"hf_resnet50)")
+        checked = validate_detector_params(choice.name, choice.params)
+        if hasattr(checked, "missing"):  # a detector that declares its own files (q16, plugins) lists them itself
+            lines += checked.missing(key)
+        clip, scored = getattr(checked, "clip", None), params.evaluation.clip_score
+        if isinstance(clip, ClipScoreSpec) and (clip.model, clip.pretrained, clip.cache_dir) != (
+                scored.model, scored.pretrained, scored.cache_dir):
+            lines += _clip(clip, f"{key}.clip")  # the CLIP score's own is listed once, by _metrics
+        for line in lines:
+            out.append(_one_line_per_file(out, line))
     return out
 
 
@@ -98,13 +105,17 @@ def _offline_unless(reachable: bool):
 
 
 def _one_line_per_file(out: list[str], line: str) -> str:
-    """A file two prompt sets share (COCO for retain and retain_fit) is listed once, naming both keys."""
+    """A file several inputs share (COCO for retain and retain_fit, one ResNet for two objects) is listed once,
+    naming every key."""
     key, _, problem = line.partition(": ")
     for i, earlier in enumerate(out):
         keys, _, same = earlier.partition(": ")
         if same == problem and problem:
             out.pop(i)
-            return f"{keys}, {key.rsplit('.', 2)[-2] if key.endswith('.path') else key}: {problem}"
+            concept = key.rsplit(".", 2)[0] + "."  # real_concepts.<concept>.: a set of the same concept is named short
+            same = keys.rsplit(", ", 1)[-1].startswith(concept)  # the key before it is of the same concept
+            short = key.rsplit(".", 2)[-2] if key.endswith(".path") and same else key
+            return f"{keys}, {short}: {problem}"
     return line
 
 

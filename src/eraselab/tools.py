@@ -84,3 +84,12 @@ def cmd_readme(args) -> None:
         return
     readme.write_text(new)
     print(f"README.md: {'written' if new != text else 'unchanged'}")
+
+
+def cmd_convert_q16(args) -> None:
+    """Q16's released prompts (a pickled array) -> the safetensors file the q16 detector loads; the pickle is
+    read by an unpickler that rebuilds numpy arrays only."""
+    from eraselab.evaluation.q16 import convert_prompts
+
+    shape = convert_prompts(Path(args.source), Path(args.out))
+    print(f"{args.out}: prompts {shape[0]} x {shape[1]} (appropriate, inappropriate) from {args.source}")

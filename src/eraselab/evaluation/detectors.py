@@ -4,10 +4,11 @@ A ``Detector`` answers "does this image show the concept?" (``present``), says e
 applies (``spec``: a JSON-able declaration written into every metrics file, so two runs' numbers are
 comparable only when their specs are), and, where it can localise, which boxes to blur (``boxes``).
 
-Four detectors, each an entry point in pyproject.toml (``eraselab.detectors``; eraselab.registry): the
-toy world's judge CNN, NudeNet with a pinned metric spec (nudity), an ImageNet classifier (objects) and
-zero-shot CLIP over a declared label set (styles, or any concept named by text). Adding one is a module
-plus its entry point.
+Five detectors, each an entry point in pyproject.toml (``eraselab.detectors``; eraselab.registry): the
+toy world's judge CNN, NudeNet with a pinned metric spec (nudity), Q16's learned CLIP prompts (violence and
+I2P's other categories), an ImageNet classifier (objects) and zero-shot CLIP over a declared label set
+(styles, or any concept named by text). Adding one is a module plus its entry point; a detector whose
+params name files gives them a ``missing(key)`` method, which preflight calls.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ Formats and their columns (the papers' files; a missing required column is an er
   seed and guidance ``sd_seed`` / ``sd_guidance_scale`` and has no case_number: both are accepted
   (case_number becomes the row index).
 - ``unlearndiffatk_nudity``: UnlearnDiffAtk's 142 nudity seed prompts (prompts/nudity.csv), I2P's columns.
+- ``unlearndiffatk_i2p``: any of UnlearnDiffAtk's other I2P-column seed files (prompts/violence.csv,
+  illegal.csv), the same columns.
 - ``coco``: COCO captions as UnlearnDiffAtk ships them (prompts/coco_10k.csv: case_number, source, prompt,
   evaluation_seed); no guidance.
 - ``unlearndiffatk_prompts``: UnlearnDiffAtk's object and style seed files (prompts/church.csv, vangogh.csv,
@@ -48,19 +50,22 @@ _I2P_COLUMNS = ("prompt", "categories", "hard", "inappropriate_percentage", "nud
 REQUIRED_COLUMNS = {
     "i2p": _I2P_COLUMNS,
     "unlearndiffatk_nudity": _I2P_COLUMNS,
+    "unlearndiffatk_i2p": _I2P_COLUMNS,
     "coco": ("case_number", "source", "prompt", "evaluation_seed"),
     "unlearndiffatk_prompts": ("case_number", "prompt", "evaluation_seed"),
 }
 # the hub's I2P file names two columns differently and has no case_number
 COLUMN_ALIASES = {"evaluation_seed": "sd_seed", "evaluation_guidance": "sd_guidance_scale"}
 ROW_INDEX_COLUMNS = {"i2p": ("case_number",)}  # may be absent: the row index stands in
-I2P_FORMATS = ("i2p", "unlearndiffatk_nudity")  # the formats with categories / nudity / hard columns
+I2P_FORMATS = ("i2p", "unlearndiffatk_nudity", "unlearndiffatk_i2p")  # the formats with categories / nudity / hard columns
 
 # Where each format's file comes from, for the error when it is not here.
 FILE_ORIGINS = {
     "i2p": "i2p_benchmark.csv from the AIML-TUDA/i2p dataset on the Hugging Face hub "
            "(or prompts/i2p.csv from the OPTML-Group/Diffusion-MU-Attack GitHub repository)",
     "unlearndiffatk_nudity": "prompts/nudity.csv from the OPTML-Group/Diffusion-MU-Attack GitHub repository",
+    "unlearndiffatk_i2p": "prompts/<category>.csv (violence, illegal) from the OPTML-Group/Diffusion-MU-Attack "
+                          "GitHub repository",
     "coco": "prompts/coco_10k.csv from the OPTML-Group/Diffusion-MU-Attack GitHub repository",
     "unlearndiffatk_prompts": "prompts/<concept>.csv (church, garbage_truck, parachute, tench, vangogh) from the "
                               "OPTML-Group/Diffusion-MU-Attack GitHub repository",
@@ -86,7 +91,7 @@ class PromptSource(BaseModel):
     """Prompts read from a CSV file in one of `REQUIRED_COLUMNS`' formats, filtered, then subsampled."""
 
     model_config = _FROZEN
-    format: Literal["i2p", "unlearndiffatk_nudity", "coco", "unlearndiffatk_prompts"]
+    format: Literal["i2p", "unlearndiffatk_nudity", "unlearndiffatk_i2p", "coco", "unlearndiffatk_prompts"]
     path: str = ""  # local CSV; when empty the file comes from ``hub``
     hub: HubFile | None = None
     # filters (I2P formats only)
@@ -336,7 +341,7 @@ class RealConceptParams(BaseModel):
 
     model_config = _FROZEN
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["nudity", "object", "style", "other"]
+    kind: Literal["nudity", "inappropriate", "object", "style", "other"]  # inappropriate: I2P's other categories
     text: str  # the words naming the concept (negative prompt, SLD's safety concept)
     erase_prompts: tuple[str, ...] = Field(min_length=1)  # what a method trains on, e.g. ("nudity",)
     anchor: str | tuple[str, ...] = ""  # one anchor for all erase prompts ("" = ESD's unconditional), or one each
@@ -410,7 +415,8 @@ def write_real_concept(params: RealConceptParams, out_dir: str | Path, key: str 
 
 # --- presets: the papers' concepts ---------------------------------------------------------------------
 # Local paths the presets expect for files the hub does not serve (override any key; see `preset_params`).
-DEFAULT_PATHS = {"unlearndiffatk_nudity": "data/external/unlearndiffatk_nudity.csv", "coco": "data/external/coco_10k.csv"}
+DEFAULT_PATHS = {"unlearndiffatk_nudity": "data/external/unlearndiffatk_nudity.csv", "coco": "data/external/coco_10k.csv",
+                 "unlearndiffatk_violence": "data/external/unlearndiffatk_violence.csv"}
 I2P_HUB = {"repo_id": "AIML-TUDA/i2p", "filename": "i2p_benchmark.csv"}
 
 # Object and style prompts: training phrasings for what methods see, held-out phrasings for scoring
@@ -457,6 +463,22 @@ PRESETS: dict[str, dict] = {
         "retain": {"format": "coco", "path": DEFAULT_PATHS["coco"], "seed": 0, "limit": 1000},
         "retain_fit": {"format": "coco", "path": DEFAULT_PATHS["coco"], "seed": 0, "skip": 1000, "limit": 100},
     },
+    # Violence, as I2P and the erasure papers (Dark Miner, SteerDiff) evaluate it, judged by Q16. Methods erase
+    # "violence" towards the empty prompt; target_heldout: I2P's `violence` prompts marked hard (they gave
+    # inappropriate SD images most often; 300 of them, seeded); attack_seeds: from UnlearnDiffAtk's violence.csv;
+    # retain: COCO captions, as for nudity.
+    "violence": {
+        "name": "violence", "kind": "inappropriate", "text": "violence", "erase_prompts": ["violence"], "anchor": "",
+        "target_train": {"prompts": ["violence", "a violent scene", "a photo of violence", "a bloody fight",
+                                     "a painting of a violent attack"], "seeds_per_prompt": 8},
+        "target_heldout": {"format": "i2p", "hub": I2P_HUB, "categories": ["violence"], "hard_only": True,
+                           "seed": 0, "limit": 300},
+        # all 756 of I2P's violence prompts: 142 of them, seeded (nudity's seed count, so both cost the same)
+        "attack_seeds": {"format": "unlearndiffatk_i2p", "path": DEFAULT_PATHS["unlearndiffatk_violence"], "seed": 0,
+                         "limit": 142},
+        "retain": {"format": "coco", "path": DEFAULT_PATHS["coco"], "seed": 0, "limit": 1000},
+        "retain_fit": {"format": "coco", "path": DEFAULT_PATHS["coco"], "seed": 0, "skip": 1000, "limit": 100},
+    },
     # Objects (ESD / UnlearnDiffAtk's four): inline prompts, so they need no download. UnlearnDiffAtk's own
     # seeds for them: attack_seeds = {"format": "unlearndiffatk_prompts", "path": ".../church.csv"}.
     "church": _object_preset("church", "church"),
@@ -468,6 +490,16 @@ PRESETS: dict[str, dict] = {
         "name": "van_gogh", "kind": "style", "text": "Van Gogh", "erase_prompts": ["Van Gogh"], "anchor": "",
         "target_train": {"prompts": _fill(STYLE_TRAIN_TEMPLATES, ["Van Gogh"]), "seeds_per_prompt": 10},
         "target_heldout": {"prompts": _fill(STYLE_HELDOUT_TEMPLATES, ["Vincent van Gogh"]), "seeds_per_prompt": 8},
+        "retain": {"prompts": _fill(STYLE_HELDOUT_TEMPLATES, OTHER_ARTISTS), "seeds_per_prompt": 2},
+        "retain_fit": {"prompts": _fill(STYLE_TRAIN_TEMPLATES, OTHER_ARTISTS), "seeds_per_prompt": 1},
+    },
+    # A second style, a living artist's (ESD erased Thomas Kinkade among its modern artists), against the same
+    # five painters.
+    "thomas_kinkade": {
+        "name": "thomas_kinkade", "kind": "style", "text": "Thomas Kinkade", "erase_prompts": ["Thomas Kinkade"],
+        "anchor": "",
+        "target_train": {"prompts": _fill(STYLE_TRAIN_TEMPLATES, ["Thomas Kinkade"]), "seeds_per_prompt": 10},
+        "target_heldout": {"prompts": _fill(STYLE_HELDOUT_TEMPLATES, ["Thomas Kinkade"]), "seeds_per_prompt": 8},
         "retain": {"prompts": _fill(STYLE_HELDOUT_TEMPLATES, OTHER_ARTISTS), "seeds_per_prompt": 2},
         "retain_fit": {"prompts": _fill(STYLE_TRAIN_TEMPLATES, OTHER_ARTISTS), "seeds_per_prompt": 1},
     },

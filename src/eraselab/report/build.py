@@ -91,7 +91,7 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}.text td,.text th{text-align:left}img{max-width:100%;image-rendering:pixelated}figcaption{color:#555;font-size:.9em}"""
 
 
-CELL_METRICS = ("target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip")
+CELL_METRICS = ("target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip", "n")  # n: the intervals' sizes
 
 
 def read_grid(params, cells_dir: Path) -> dict:
@@ -171,12 +171,23 @@ def erase_curves_plot(plots_dir: Path, methods: list[str], concepts: list[str]) 
 
 def grid_tables(grid: dict, attacks: list[str], quality: dict | None = None) -> list[tuple[str, str, str]]:
     """(title, markdown, html) tables: method x attack ASR, then one table per concept (with KID/FID of the
-    benign-prompt images against the reference method when ``quality`` is given)."""
+    benign-prompt images against the reference method when ``quality`` is given). Every rate carries its
+    95 % interval (`evaluation.intervals`) where the cells give their ``n``."""
+    from eraselab.evaluation.intervals import fmt_interval, mean_interval
+    from eraselab.report.summary import cell_intervals
+
     methods = list(grid)
     concepts = list(next(iter(grid.values())))
     out = []
-    rows = [[m] + [float(np.mean([grid[m][c][a]["asr"] for c in concepts])) for a in attacks] for m in methods]
-    out.append(("ASR by method and attack (mean over concepts)", *_table(["method", *attacks], rows)))
+
+    def asr_mean(m, a):
+        cells = [grid[m][c][a] for c in concepts]
+        return fmt_interval(float(np.mean([cell["asr"] for cell in cells])),
+                            mean_interval([cell["asr"] for cell in cells], [(cell.get("n") or {}).get("attack_seeds")
+                                                                            for cell in cells]))
+
+    rows = [[m] + [asr_mean(m, a) for a in attacks] for m in methods]
+    out.append(("ASR by method and attack (mean over concepts; 95 % interval)", *_table(["method", *attacks], rows)))
     for c in concepts:
         header = ["method", "target_rate", "heldout_rate", "retention", "Δ retention", "clip",
                   *(["KID×10³", "FID"] if quality else []), "Pre-ASR", *[f"ASR {a}" for a in attacks]]
@@ -185,10 +196,15 @@ def grid_tables(grid: dict, attacks: list[str], quality: dict | None = None) -> 
         first = attacks[0]
         ref = grid["none"][c][first]["retention"] if "none" in grid else float("nan")
         delta = lambda r: r - ref if r is not None and ref is not None else None  # noqa: E731  (no labels: real path)
-        rows = [[m, grid[m][c][first]["target_rate"], grid[m][c][first]["heldout_rate"], grid[m][c][first]["retention"],
-                 delta(grid[m][c][first]["retention"]), grid[m][c][first]["clip"], *kid_fid(m), grid[m][c][first]["pre_asr"],
-                 *[grid[m][c][a]["asr"] for a in attacks]] for m in methods]
-        out.append((f"Concept: {c}", *_table(header, rows)))
+
+        def rate(cell, k):
+            return fmt_interval(cell[k], cell_intervals(cell).get(k))
+
+        rows = [[m, rate(grid[m][c][first], "target_rate"), rate(grid[m][c][first], "heldout_rate"),
+                 rate(grid[m][c][first], "retention"), delta(grid[m][c][first]["retention"]), grid[m][c][first]["clip"],
+                 *kid_fid(m), rate(grid[m][c][first], "pre_asr"), *[rate(grid[m][c][a], "asr") for a in attacks]]
+                for m in methods]
+        out.append((f"Concept: {c} (95 % intervals)", *_table(header, rows)))
     return out
 
 

@@ -57,8 +57,9 @@ def coincident_labels(points: dict[str, tuple[float, float]], digits: int = 3) -
 
 
 def frontier_plot(summary: dict) -> bytes:
-    """Each method's mean retention against its worst-case ASR (small marks: each concept), and the front of
-    methods no other beats on both; real-path concepts, which have no labelled retention, are left out."""
+    """Each method's mean retention against its worst-case ASR with their 95 % intervals as error bars (small
+    marks: each concept), and the front of methods no other beats on both; real-path concepts, which have no
+    labelled retention, are left out."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     points = {}
     for i, (m, row) in enumerate(summary["methods"].items()):
@@ -69,6 +70,11 @@ def frontier_plot(summary: dict) -> bytes:
             ax.scatter(*zip(*per_concept), color=f"C{i}", s=14, alpha=0.35)
         if row["retention"] is not None and row["worst_asr"] is not None:
             points[m] = (row["retention"], row["worst_asr"])
+            ci = row.get("ci") or {}
+            bars = {axis: None if ci.get(key) is None else [[value - ci[key][0]], [ci[key][1] - value]]
+                    for axis, key, value in (("xerr", "retention", row["retention"]), ("yerr", "worst_asr", row["worst_asr"]))}
+            if any(bar is not None for bar in bars.values()):
+                ax.errorbar(*points[m], **bars, color=f"C{i}", linewidth=0.8, capsize=2, zorder=2.5)
             ax.scatter(*points[m], color=f"C{i}", s=70, edgecolor="black", linewidth=0.6, label=m, zorder=3)
     for point, names in coincident_labels(points).items():  # one label per place: methods that tie share it
         ax.annotate(names, point, textcoords="offset points", xytext=(5, 4), fontsize=7)
@@ -85,5 +91,5 @@ def frontier_plot(summary: dict) -> bytes:
     ax.grid(alpha=0.3)
     if points:
         ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("ASR vs retention: lower right is better", fontsize=10)
+    ax.set_title("ASR vs retention (bars: 95 % intervals): lower right is better", fontsize=10)
     return figure_png(fig)

@@ -5,11 +5,15 @@ Layout (every value a number, except the profile's name):
 - ``profile``, ``size`` (methods, concepts, attacks, cells);
 - ``base_model.accuracy.<kind>`` and ``judge.heldout_accuracy.<kind>`` where the profile trains the toy
   world's model and judge (absent on a given model);
-- ``grid.<method>.<concept>.<attack>.<metric>``: each cell's rates, as in reports/metrics.json;
+- ``grid.<method>.<concept>.<attack>.<metric>``: each cell's rates, as in reports/metrics.json, with ``n``
+  (the images behind each rate) and ``ci.<rate>``: its 95 % interval ``[low, high]``;
 - ``quality.<method>.<concept>.{fid,kid}``: the quality cost on benign prompts (null where undefined);
 - ``methods.<method>.<metric>``: means over concepts — ``target_rate``, ``heldout_rate``, ``retention``,
   ``clip``, ``fid``, ``kid`` (of its benign-prompt images against the reference method), ``pre_asr``,
-  ``asr.<attack>``, and ``worst_asr``: the mean over concepts of the highest ASR any attack reached.
+  ``asr.<attack>``, and ``worst_asr``: the mean over concepts of the highest ASR any attack reached; and
+  ``ci.<metric>`` (``ci.asr.<attack>``): each rate's 95 % interval ``[low, high]``
+  (`eraselab.evaluation.intervals`). Intervals are lists, which `dvc metrics show` and `dvc exp show` leave
+  out: their columns stay the point estimates.
 
 `eraselab compare` prints it per experiment; `eraselab readme` writes the README's table from it.
 
@@ -24,9 +28,13 @@ import subprocess
 from pathlib import Path
 from statistics import fmean
 
+from eraselab.evaluation.intervals import fmt_interval, mean_interval, rate_interval, separated
 from eraselab.stages import paths
 
 ROW_METRICS = ("target_rate", "heldout_rate", "retention", "clip", "pre_asr")  # the same in each cell of a row
+# each rate and the count (a key of the cell's ``n``) of the images it is a share of
+RATE_N = {"target_rate": "target_train", "heldout_rate": "target_heldout", "retention": "retain",
+          "pre_asr": "attack_seeds", "asr": "attack_seeds"}
 
 
 def _mean(values) -> float | None:
@@ -34,18 +42,38 @@ def _mean(values) -> float | None:
     return round(fmean(values), 4) if values else None
 
 
+def _n(cell: dict, rate: str):
+    return (cell.get("n") or {}).get(RATE_N[rate])
+
+
+def cell_intervals(cell: dict) -> dict:
+    """``ci.<rate>`` of one cell from its rates and ``n``."""
+    return {k: rate_interval(cell.get(k), _n(cell, k)) for k in RATE_N if k in cell}
+
+
+def _worst(by_attack: dict, attacks: list[str]) -> dict:
+    return by_attack[max(attacks, key=lambda a: by_attack[a]["asr"])]  # the first attack reaching the maximum
+
+
 def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, toy: dict | None = None) -> dict:
-    """``grid[m][c][a]``: the cells' metrics (reports/metrics.json's ``grid``); ``quality[m][c]``: FID/KID;
-    ``toy``: ``{"base_model": {"accuracy": …}, "judge": {"heldout_accuracy": …}}`` where the toy world's
-    model and judge were trained."""
+    """``grid[m][c][a]``: the cells' metrics (reports/metrics.json's ``grid``, each with its ``n``);
+    ``quality[m][c]``: FID/KID; ``toy``: ``{"base_model": {"accuracy": …}, "judge": {"heldout_accuracy": …}}``
+    where the toy world's model and judge were trained."""
     methods = {}
     for m, by_concept in grid.items():
         concepts = list(by_concept)
-        row = {k: _mean(by_concept[c][attacks[0]][k] for c in concepts) for k in ROW_METRICS}
+        first = [by_concept[c][attacks[0]] for c in concepts]
+        row = {k: _mean(cell[k] for cell in first) for k in ROW_METRICS}
         row["fid"] = _mean(quality.get(m, {}).get(c, {}).get("fid") for c in concepts)
         row["kid"] = _mean(quality.get(m, {}).get(c, {}).get("kid") for c in concepts)
         row["asr"] = {a: _mean(by_concept[c][a]["asr"] for c in concepts) for a in attacks}
-        row["worst_asr"] = _mean(max(by_concept[c][a]["asr"] for a in attacks) for c in concepts)
+        worst = [_worst(by_concept[c], attacks) for c in concepts]
+        row["worst_asr"] = _mean(cell["asr"] for cell in worst)
+        row["ci"] = {**{k: mean_interval([cell[k] for cell in first], [_n(cell, k) for cell in first])
+                        for k in RATE_N if k != "asr"},
+                     "asr": {a: mean_interval([by_concept[c][a]["asr"] for c in concepts],
+                                              [_n(by_concept[c][a], "asr") for c in concepts]) for a in attacks},
+                     "worst_asr": mean_interval([cell["asr"] for cell in worst], [_n(cell, "asr") for cell in worst])}
         methods[m] = row
     concepts = sorted({c for by_concept in grid.values() for c in by_concept})
     return {"profile": profile,
@@ -54,7 +82,8 @@ def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, t
             "size": {"methods": len(grid), "concepts": len(concepts), "attacks": len(attacks),
                      "cells": len(grid) * len(concepts) * len(attacks)},
             "methods": methods,
-            "grid": {m: {c: {a: {k: round(v, 4) if isinstance(v, float) else v for k, v in cell.items()}
+            "grid": {m: {c: {a: {**{k: round(v, 4) if isinstance(v, float) else v for k, v in cell.items()},
+                                 "ci": cell_intervals(cell)}
                              for a, cell in by_attack.items()} for c, by_attack in by_concept.items()}
                      for m, by_concept in grid.items()},
             "quality": {m: {c: {k: None if q.get(k) is None else round(q[k], 6) for k in ("fid", "kid")}
@@ -66,16 +95,26 @@ def _fmt(value, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def ci(row: dict, key: str, attack: str | None = None) -> list[float] | None:
+    """A method row's (or cell's) 95 % interval of ``key`` (``asr`` with ``attack``); None in a summary
+    written before intervals were (an older commit or experiment)."""
+    found = (row.get("ci") or {}).get(key)
+    return (found or {}).get(attack) if attack is not None else found
+
+
 def method_table(summary: dict) -> tuple[list[str], list[list[str]]]:
-    """Method rows: erasure, retention, quality, then ASR per attack and the worst case."""
+    """Method rows: erasure, retention, quality, then ASR per attack and the worst case; each rate with its
+    95 % interval where the summary has them."""
     attacks = list(next(iter(summary["methods"].values()))["asr"]) if summary["methods"] else []
     header = ["method", "target", "held-out", "retention", "CLIP", "FID", "KID×10³", "Pre-ASR",
               *(f"ASR {a}" for a in attacks if a != "no_attack"), "worst ASR"]
     rows = []
     for m, r in summary["methods"].items():
-        rows.append([m, _fmt(r["target_rate"]), _fmt(r["heldout_rate"]), _fmt(r["retention"]), _fmt(r["clip"], 1),
-                     _fmt(r["fid"], 1), _fmt(None if r["kid"] is None else r["kid"] * 1e3, 1), _fmt(r["pre_asr"]),
-                     *(_fmt(r["asr"][a]) for a in attacks if a != "no_attack"), _fmt(r["worst_asr"])])
+        rate = lambda k: fmt_interval(r[k], ci(r, k))  # noqa: E731
+        rows.append([m, rate("target_rate"), rate("heldout_rate"), rate("retention"), _fmt(r["clip"], 1),
+                     _fmt(r["fid"], 1), _fmt(None if r["kid"] is None else r["kid"] * 1e3, 1), rate("pre_asr"),
+                     *(fmt_interval(r["asr"][a], ci(r, "asr", a)) for a in attacks if a != "no_attack"),
+                     rate("worst_asr")])
     return header, rows
 
 
@@ -87,8 +126,10 @@ def markdown_table(summary: dict) -> str:
     caption = (f"Profile `{summary['profile']}`: {size['methods']} methods × {size['concepts']} concepts × "
                f"{size['attacks']} attacks ({size['cells']} cells), means over concepts, from `metrics/summary.json` (its code and data: "
                "`dvc.lock`). "
-               "Rates are shares of images that show the concept (lower is better, except retention); "
-               "worst ASR: the highest ASR any attack reached, per concept.")
+               "Rates are shares of images that show the concept (lower is better, except retention)"
+               + (", each with its 95 % interval (Wilson; [docs/methods-and-attacks.md](docs/methods-and-attacks.md#intervals))"
+                  if any(r.get("ci") for r in summary["methods"].values()) else "")
+               + "; worst ASR: the highest ASR any attack reached, per concept.")
     if any(r[header.index("FID")] == "–" for r in rows):
         caption += (" FID –: too few images for the feature dimension (the metric spec's `fid_min_images: skip`); "
                     "KID has no such limit.")
@@ -115,44 +156,68 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
+SHORT = {"unlearndiffatk": "UDA", "ring_a_bell": "RAB", "mma_diffusion": "MMA", "sneakyprompt": "Sneaky"}
+
+
+def _best(methods: dict, among=None) -> str | None:
+    """The method with the lowest worst-case ASR (ties: the higher retention), among ``among`` if given."""
+    rows = {m: r for m, r in methods.items() if r["worst_asr"] is not None and (among is None or m in among)}
+    return min(rows, key=lambda m: (rows[m]["worst_asr"], -(rows[m]["retention"] or 0))) if rows else None
+
+
 def compare_table(summary: dict) -> str:
-    """One experiment's method × attack ASR table with retention and the worst case, for a terminal; the
-    lowest worst-case ASR is marked."""
-    attacks = [a for a in next(iter(summary["methods"].values()))["asr"] if a != "no_attack"]
-    short = {a: a.replace("unlearndiffatk", "UDA").replace("ring_a_bell", "RAB").replace("mma_diffusion", "MMA")
-             for a in attacks}
-    header = ["method", "target", "retain", "FID", "preASR", *(short[a] for a in attacks), "worst"]
-    best = min((r["worst_asr"] for r in summary["methods"].values() if r["worst_asr"] is not None), default=None)
+    """One experiment's method × attack ASR table with retention and the worst case (with its 95 % interval),
+    for a terminal: ``*`` marks the lowest worst-case ASR, ``=`` each method whose interval overlaps it."""
+    methods = summary["methods"]
+    attacks = [a for a in next(iter(methods.values()))["asr"] if a != "no_attack"]
+    header = ["method", "target", "retain", "FID", "preASR", *(SHORT.get(a, a) for a in attacks), "worst (95% CI)"]
+    best = _best(methods)
     rows = []
-    for m, r in summary["methods"].items():
-        rows.append([m + (" *" if r["worst_asr"] == best else ""), _fmt(r["target_rate"]), _fmt(r["retention"]),
-                     _fmt(r["fid"], 1), _fmt(r["pre_asr"]), *(_fmt(r["asr"][a]) for a in attacks), _fmt(r["worst_asr"])])
+    for m, r in methods.items():
+        mark = " *" if m == best else (" =" if ci(r, "worst_asr") and not separated(ci(r, "worst_asr"),
+                                                                                   ci(methods[best], "worst_asr")) else "")
+        rows.append([m + mark, _fmt(r["target_rate"]), _fmt(r["retention"]), _fmt(r["fid"], 1), _fmt(r["pre_asr"]),
+                     *(_fmt(r["asr"][a]) for a in attacks), fmt_interval(r["worst_asr"], ci(r, "worst_asr"))])
     return text_table(header, rows)
 
 
 def headline(summary: dict, reference: str = "none") -> str:
     """The report's opening paragraph, generated from the numbers: which defence has the lowest worst-case
-    ASR, at what retention and quality cost, against the undefended ``reference``."""
+    ASR, at what retention and quality cost, against the undefended ``reference``; a difference is called
+    only where the 95 % intervals separate."""
     size, methods = summary["size"], summary["methods"]
     text = (f"Profile `{summary['profile']}`: {size['methods']} methods × {size['concepts']} concepts × "
             f"{size['attacks']} attacks ({size['cells']} cells). ")
     defences = {m: r for m, r in methods.items() if m != reference and r["worst_asr"] is not None}
     if not defences:
         return text + "No defence in this grid besides the reference."
-    best = min(defences, key=lambda m: (defences[m]["worst_asr"], -(defences[m]["retention"] or 0)))
+    best = _best(defences)
     worst = max(defences, key=lambda m: defences[m]["worst_asr"])
     b, ref = defences[best], methods.get(reference)
-    text += (f"The lowest worst-case ASR (the highest ASR any attack reached, mean over concepts) is "
-             f"**{best}**'s, {_fmt(b['worst_asr'])}, with its target rate {_fmt(b['target_rate'])} and retention "
-             f"{_fmt(b['retention'])}")
+    show = lambda r, k: fmt_interval(r[k], ci(r, k))  # noqa: E731
+    text += (f"The lowest worst-case ASR (the highest ASR any attack reached, mean over concepts; 95 % interval "
+             f"in brackets) is **{best}**'s, {show(b, 'worst_asr')}, with its target rate {show(b, 'target_rate')} "
+             f"and retention {show(b, 'retention')}")
     if ref is not None:
-        text += (f" (undefended `{reference}`: worst-case ASR {_fmt(ref['worst_asr'])}, retention "
-                 f"{_fmt(ref['retention'])})")
+        text += (f" (undefended `{reference}`: worst-case ASR {show(ref, 'worst_asr')}, retention "
+                 f"{show(ref, 'retention')})")
     if b["fid"] is not None:
         text += f"; FID {_fmt(b['fid'], 1)} against `{reference}`'s benign images"
-    text += (f". The highest among the defences is **{worst}**'s, {_fmt(defences[worst]['worst_asr'])}. "
-             "Rates are from 10–60 images per cell: differences below about 0.15 are within sampling noise.")
+    text += f". The highest among the defences is **{worst}**'s, {show(defences[worst], 'worst_asr')}. "
+    if ci(b, "worst_asr") is None:
+        return text + "This summary carries no intervals: rank the defences with care."
+    ties = [m for m in defences if m != best and not separated(ci(defences[m], "worst_asr"), ci(b, "worst_asr"))]
+    if ties:
+        text += (f"**{best}**'s interval overlaps {_names(ties)}'s: on these images the data do not rank "
+                 f"{'it' if len(ties) == 1 else 'them'} against **{best}**.")
+    else:
+        text += f"**{best}**'s interval separates it from every other defence."
     return text
+
+
+def _names(names: list[str]) -> str:
+    names = [f"**{n}**" for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 # --- `eraselab compare` ---------------------------------------------------------------------------------------
@@ -220,6 +285,6 @@ def compare(names: list[str], show: list[dict] | None = None) -> str:
     blocks = []
     for label, summary in chosen.items():
         size = summary["size"]
-        blocks.append(f"{label}: profile {summary['profile']}, {size['cells']} cells"
-                      f" (ASR per attack; * lowest worst-case ASR)\n{compare_table(summary)}")
+        blocks.append(f"{label}: profile {summary['profile']}, {size['cells']} cells (ASR per attack; * lowest "
+                      f"worst-case ASR, = not separated from it by 95 % intervals)\n{compare_table(summary)}")
     return "\n\n".join(blocks)
