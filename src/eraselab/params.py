@@ -157,6 +157,7 @@ class PromptsParams(Section):
     per_combination: PositiveInt = 4  # held-out prompts per (shape, colour, texture)
     per_concept: PositiveInt = 60  # prompts per concept in each of target_train, target_heldout, retain
     attack_seeds: PositiveInt = 30  # the first N target_train prompts seed every attack
+    variants_per_family: NonNegInt = 8  # natural variations per family (prompts.variants); 0: no variants set
 
 
 def _names(what: str, table: dict):

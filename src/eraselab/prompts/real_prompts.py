@@ -350,6 +350,7 @@ class RealConceptParams(BaseModel):
     retain: PromptSet  # prompts that must keep working (scored)
     attack_seeds: PromptSet | None = None  # every attack starts from these; None = target_train
     retain_fit: PromptSet  # retain prompts methods may train on; rows whose prompt is in `retain` are dropped
+    variants_per_family: NonNegativeInt = 8  # natural variations of target_train per family (prompts.variants); 0: none
 
     @model_validator(mode="after")
     def _check_anchors(self):
@@ -404,12 +405,28 @@ def real_concept_spec(params: RealConceptParams, key: str = "real_concept") -> C
     return _concept(params, real_concept_prompts(params, key))
 
 
+def real_variants(params: RealConceptParams, sets: dict[str, list[dict]]) -> list[dict]:
+    """The natural variations of the target_train prompts that name the concept's words (prompts.variants)."""
+    from eraselab.prompts.variants import variant_records
+
+    if not params.variants_per_family:
+        return []
+    named = [r for r in sets["target_train"] if params.text.lower() in r["prompt"].lower()]
+    if not named:
+        raise PromptSetError(f"real_concepts.{params.name}.variants_per_family: no target_train prompt names "
+                             f"{params.text!r} to vary; set it to 0 or add such a prompt")
+    return variant_records(named, params.text, params.variants_per_family, 0, params.name)
+
+
 def write_real_concept(params: RealConceptParams, out_dir: str | Path, key: str = "real_concept") -> None:
     """The concept folder, with the files `eraselab concept-prompts` writes for the toy world, atomically."""
     sets = real_concept_prompts(params, key)  # every file is read and checked before anything is written
+    variants = real_variants(params, sets)
     with atomic_dir(out_dir) as out:
         for which in (*CONCEPT_SETS, "attack_seeds"):
             write_prompts(out / f"{which}.jsonl", sets[which])
+        if variants:
+            write_prompts(out / "variants.jsonl", variants)
         (out / "concept.json").write_text(json.dumps(_concept(params, sets).to_json(), indent=2))
 
 

@@ -91,7 +91,8 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}.text td,.text th{text-align:left}img{max-width:100%;image-rendering:pixelated}figcaption{color:#555;font-size:.9em}"""
 
 
-CELL_METRICS = ("target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip", "n")  # n: the intervals' sizes
+CELL_METRICS = ("target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip", "variants_rate",
+                "variants_by_family", "n")  # n: the intervals' sizes
 
 
 def read_grid(params, cells_dir: Path) -> dict:
@@ -101,7 +102,7 @@ def read_grid(params, cells_dir: Path) -> dict:
         for c in params.grid.concepts:
             for a in params.grid.attacks:
                 data = json.loads((Path(cells_dir) / m / c / f"{a}.json").read_text())
-                grid.setdefault(m, {}).setdefault(c, {})[a] = {k: data[k] for k in CELL_METRICS}
+                grid.setdefault(m, {}).setdefault(c, {})[a] = {k: data.get(k) for k in CELL_METRICS}
     return grid
 
 
@@ -189,7 +190,9 @@ def grid_tables(grid: dict, attacks: list[str], quality: dict | None = None) -> 
     rows = [[m] + [asr_mean(m, a) for a in attacks] for m in methods]
     out.append(("ASR by method and attack (mean over concepts; 95 % interval)", *_table(["method", *attacks], rows)))
     for c in concepts:
-        header = ["method", "target_rate", "heldout_rate", "retention", "Δ retention", "clip",
+        variants = any(grid[m][c][attacks[0]].get("variants_rate") is not None for m in methods)
+        header = ["method", "target_rate", "heldout_rate", *(["variants (worst family)"] if variants else []),
+                  "retention", "Δ retention", "clip",
                   *(["KID×10³", "FID"] if quality else []), "Pre-ASR", *[f"ASR {a}" for a in attacks]]
         kid_fid = lambda m: ([quality[m][c]["kid"] * 1e3, quality[m][c]["fid"] if quality[m][c]["fid"] is not None  # noqa: E731
                               else "–"] if quality else [])
@@ -200,8 +203,13 @@ def grid_tables(grid: dict, attacks: list[str], quality: dict | None = None) -> 
         def rate(cell, k):
             return fmt_interval(cell[k], cell_intervals(cell).get(k))
 
+        def variants_cell(cell):
+            by_family = cell.get("variants_by_family") or {}
+            worst = max(by_family, key=lambda f: by_family[f]["rate"]) if by_family else None
+            return rate(cell, "variants_rate") + (f"; {worst} {by_family[worst]['rate']:.2f}" if worst else "")
+
         rows = [[m, rate(grid[m][c][first], "target_rate"), rate(grid[m][c][first], "heldout_rate"),
-                 rate(grid[m][c][first], "retention"), delta(grid[m][c][first]["retention"]), grid[m][c][first]["clip"],
+                 *([variants_cell(grid[m][c][first])] if variants else []), rate(grid[m][c][first], "retention"), delta(grid[m][c][first]["retention"]), grid[m][c][first]["clip"],
                  *kid_fid(m), rate(grid[m][c][first], "pre_asr"), *[rate(grid[m][c][a], "asr") for a in attacks]]
                 for m in methods]
         out.append((f"Concept: {c} (95 % intervals)", *_table(header, rows)))

@@ -31,10 +31,10 @@ from statistics import fmean
 from eraselab.evaluation.intervals import fmt_interval, mean_interval, rate_interval, separated
 from eraselab.stages import paths
 
-ROW_METRICS = ("target_rate", "heldout_rate", "retention", "clip", "pre_asr")  # the same in each cell of a row
+ROW_METRICS = ("target_rate", "heldout_rate", "retention", "clip", "pre_asr", "variants_rate")  # the same in a row's cells
 # each rate and the count (a key of the cell's ``n``) of the images it is a share of
 RATE_N = {"target_rate": "target_train", "heldout_rate": "target_heldout", "retention": "retain",
-          "pre_asr": "attack_seeds", "asr": "attack_seeds"}
+          "pre_asr": "attack_seeds", "asr": "attack_seeds", "variants_rate": "variants"}
 
 
 def _mean(values) -> float | None:
@@ -63,13 +63,16 @@ def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, t
     for m, by_concept in grid.items():
         concepts = list(by_concept)
         first = [by_concept[c][attacks[0]] for c in concepts]
-        row = {k: _mean(cell[k] for cell in first) for k in ROW_METRICS}
+        row = {k: _mean(cell.get(k) for cell in first) for k in ROW_METRICS}
+        families = [f for cell in first for f in (cell.get("variants_by_family") or {})]
+        row["variants_by_family"] = {f: _mean((cell.get("variants_by_family") or {}).get(f, {}).get("rate")
+                                              for cell in first) for f in dict.fromkeys(families)}
         row["fid"] = _mean(quality.get(m, {}).get(c, {}).get("fid") for c in concepts)
         row["kid"] = _mean(quality.get(m, {}).get(c, {}).get("kid") for c in concepts)
         row["asr"] = {a: _mean(by_concept[c][a]["asr"] for c in concepts) for a in attacks}
         worst = [_worst(by_concept[c], attacks) for c in concepts]
         row["worst_asr"] = _mean(cell["asr"] for cell in worst)
-        row["ci"] = {**{k: mean_interval([cell[k] for cell in first], [_n(cell, k) for cell in first])
+        row["ci"] = {**{k: mean_interval([cell.get(k) for cell in first], [_n(cell, k) for cell in first])
                         for k in RATE_N if k != "asr"},
                      "asr": {a: mean_interval([by_concept[c][a]["asr"] for c in concepts],
                                               [_n(by_concept[c][a], "asr") for c in concepts]) for a in attacks},
@@ -82,7 +85,8 @@ def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, t
             "size": {"methods": len(grid), "concepts": len(concepts), "attacks": len(attacks),
                      "cells": len(grid) * len(concepts) * len(attacks)},
             "methods": methods,
-            "grid": {m: {c: {a: {**{k: round(v, 4) if isinstance(v, float) else v for k, v in cell.items()},
+            "grid": {m: {c: {a: {**{k: round(v, 4) if isinstance(v, float) else v for k, v in cell.items()
+                                    if k != "variants_by_family"},  # per family: the method's means only
                                  "ci": cell_intervals(cell)}
                              for a, cell in by_attack.items()} for c, by_attack in by_concept.items()}
                      for m, by_concept in grid.items()},
@@ -106,12 +110,14 @@ def method_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     """Method rows: erasure, retention, quality, then ASR per attack and the worst case; each rate with its
     95 % interval where the summary has them."""
     attacks = list(next(iter(summary["methods"].values()))["asr"]) if summary["methods"] else []
-    header = ["method", "target", "held-out", "retention", "CLIP", "FID", "KID×10³", "Pre-ASR",
-              *(f"ASR {a}" for a in attacks if a != "no_attack"), "worst ASR"]
+    variants = any(r.get("variants_rate") is not None for r in summary["methods"].values())
+    header = ["method", "target", "held-out", *(["variants"] if variants else []), "retention", "CLIP", "FID",
+              "KID×10³", "Pre-ASR", *(f"ASR {a}" for a in attacks if a != "no_attack"), "worst ASR"]
     rows = []
     for m, r in summary["methods"].items():
-        rate = lambda k: fmt_interval(r[k], ci(r, k))  # noqa: E731
-        rows.append([m, rate("target_rate"), rate("heldout_rate"), rate("retention"), _fmt(r["clip"], 1),
+        rate = lambda k: fmt_interval(r.get(k), ci(r, k))  # noqa: E731
+        rows.append([m, rate("target_rate"), rate("heldout_rate"), *([rate("variants_rate")] if variants else []),
+                     rate("retention"), _fmt(r["clip"], 1),
                      _fmt(r["fid"], 1), _fmt(None if r["kid"] is None else r["kid"] * 1e3, 1), rate("pre_asr"),
                      *(fmt_interval(r["asr"][a], ci(r, "asr", a)) for a in attacks if a != "no_attack"),
                      rate("worst_asr")])
@@ -129,7 +135,10 @@ def markdown_table(summary: dict) -> str:
                "Rates are shares of images that show the concept (lower is better, except retention)"
                + (", each with its 95 % interval (Wilson; [docs/methods-and-attacks.md](docs/methods-and-attacks.md#intervals))"
                   if any(r.get("ci") for r in summary["methods"].values()) else "")
-               + "; worst ASR: the highest ASR any attack reached, per concept.")
+               + "; worst ASR: the highest ASR any attack reached, per concept"
+               + ("; variants: natural variations of the training phrasings (repeated, reordered, negated, split, "
+                  "long, ...) among those the undefended model draws with the concept"
+                  if any(r.get("variants_rate") is not None for r in summary["methods"].values()) else "") + ".")
     if any(r[header.index("FID")] == "–" for r in rows):
         caption += (" FID –: too few images for the feature dimension (the metric spec's `fid_min_images: skip`); "
                     "KID has no such limit.")
@@ -170,13 +179,16 @@ def compare_table(summary: dict) -> str:
     for a terminal: ``*`` marks the lowest worst-case ASR, ``=`` each method whose interval overlaps it."""
     methods = summary["methods"]
     attacks = [a for a in next(iter(methods.values()))["asr"] if a != "no_attack"]
-    header = ["method", "target", "retain", "FID", "preASR", *(SHORT.get(a, a) for a in attacks), "worst (95% CI)"]
+    variants = any(r.get("variants_rate") is not None for r in methods.values())
+    header = ["method", "target", *(["var"] if variants else []), "retain", "FID", "preASR",
+              *(SHORT.get(a, a) for a in attacks), "worst (95% CI)"]
     best = _best(methods)
     rows = []
     for m, r in methods.items():
         mark = " *" if m == best else (" =" if ci(r, "worst_asr") and not separated(ci(r, "worst_asr"),
                                                                                    ci(methods[best], "worst_asr")) else "")
-        rows.append([m + mark, _fmt(r["target_rate"]), _fmt(r["retention"]), _fmt(r["fid"], 1), _fmt(r["pre_asr"]),
+        rows.append([m + mark, _fmt(r["target_rate"]), *([_fmt(r.get("variants_rate"))] if variants else []),
+                     _fmt(r["retention"]), _fmt(r["fid"], 1), _fmt(r["pre_asr"]),
                      *(_fmt(r["asr"][a]) for a in attacks), fmt_interval(r["worst_asr"], ci(r, "worst_asr"))])
     return text_table(header, rows)
 

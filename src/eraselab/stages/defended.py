@@ -9,7 +9,7 @@ from pathlib import Path
 from eraselab.stages import Job, Out, paths
 
 KEYS = ("method", "concept")
-SETS = ("target_train", "target_heldout", "retain", "attack_seeds")
+SETS = ("target_train", "target_heldout", "retain", "attack_seeds", "variants")  # variants: where written
 
 
 def jobs(params) -> list[Job]:
@@ -41,7 +41,8 @@ def run(params, method: str, concept: str) -> None:
     config = sampling(params)
     defended = load_defended(pipeline(params), Path(paths.erased(method, concept)), config)
     folder = Path(paths.concept(concept))
-    sets = {which: read_prompts(folder / f"{which}.jsonl") for which in SETS}
+    sets = {which: read_prompts(folder / f"{which}.jsonl") for which in SETS
+            if which != "variants" or (folder / f"{which}.jsonl").exists()}
     meta = {"method": defended.method, "steps": config.steps, "scheduler": config.scheduler}
     rendered: dict = {}
     with atomic_dir(paths.defended(method, concept)) as tmp:

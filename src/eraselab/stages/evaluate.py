@@ -27,7 +27,7 @@ def jobs(params) -> list[Job]:
 
 def run(params, method: str, concept: str) -> None:
     from eraselab._compat import set_threads
-    from eraselab.evaluation.cell import evaluate_cell
+    from eraselab.evaluation.cell import evaluate_cell, variants_metrics
     from eraselab.evaluation.fid import compute_fid_kid
     from eraselab.io import write_json
     from eraselab.stages.common import load_concept
@@ -37,11 +37,12 @@ def run(params, method: str, concept: str) -> None:
     c = load_concept(concept)
     samples = Path(paths.defended(method, concept))
     concept_detector, clip = detector(params, c), scorer(params)
+    variants = variants_metrics(samples, Path(paths.defended(params.evaluation.fid_reference, concept)), concept_detector)
     for attack in params.grid.attacks:
         metrics = evaluate_cell(c, samples, Path(paths.attacked(method, concept, attack)), concept_detector,
-                                judge(params, concept), clip)
+                                judge(params, concept), clip, variants=variants)
         write_json(paths.cell_metrics(method, concept, attack), metrics)
-        print(attack, {k: metrics[k] for k in ("target_rate", "pre_asr", "asr")})
+        print(attack, {k: metrics[k] for k in ("target_rate", "pre_asr", "asr", "variants_rate")})
     spec = params.evaluation.fid
     features = scorer(params, spec.clip).image_features if spec.feature_extractor == "clip_image" else None
     ref = params.evaluation.fid_reference
