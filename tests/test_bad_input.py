@@ -118,7 +118,7 @@ CASES = [
     ("scheduler-choice", edit_params(_set("generate.scheduler", "magic")), ["world"],
      ["generate.scheduler: 'magic': Input should be 'ddim'"]),
     ("preset-typo", edit_params(_set("real_concepts.church.preset", "churchh")), ["world"],
-     ["real_concepts.church: unknown real concept preset 'churchh'; valid choices: nudity, church"]),
+     ["real_concepts.church: unknown real concept preset 'churchh'; valid choices: nudity, violence, church"]),
     ("detector-missing", edit_params(lambda d: d["evaluation"]["detectors"].pop("church")), ["world"],
      ["evaluation.detectors.church: missing; .*valid choices: clip_zeroshot"]),
     ("yaml-syntax", params_text("world: {n_train: 3\ngrid: [\n"), ["world"], ["params.yaml line \\d+: not valid YAML"]),

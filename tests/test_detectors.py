@@ -62,9 +62,9 @@ def test_bad_labels_presets_and_thresholds_are_refused_with_the_valid_choices():
         validate_detector_params("nudenet", {"preset": "nudity"})
     with pytest.raises(ValidationError, match="bogus"):
         validate_detector_params("nudenet", {"bogus": 1})
-    with pytest.raises(KeyError, match="clip_zeroshot, imagenet, judge, nudenet"):
-        build_detector("q16")
-    assert set(DETECTORS) == {"judge", "nudenet", "imagenet", "clip_zeroshot"}
+    with pytest.raises(KeyError, match="clip_zeroshot, imagenet, judge, nudenet, q16"):
+        build_detector("q17")
+    assert set(DETECTORS) == {"judge", "nudenet", "imagenet", "clip_zeroshot", "q16"}
 
 
 def test_a_custom_spec_names_what_it_was_derived_from():

@@ -68,11 +68,11 @@ def test_a_bad_component_block_is_named_when_writing_params(block, hint):
 
 
 @pytest.mark.parametrize("data, hint", [
-    ({"real_concepts": {"nudity": {"preset": "nudityy"}}}, "real_concepts.nudity: unknown real concept preset 'nudityy'; valid choices: nudity, church"),
+    ({"real_concepts": {"nudity": {"preset": "nudityy"}}}, "real_concepts.nudity: unknown real concept preset 'nudityy'; valid choices: nudity, violence, church"),
     ({"real_concepts": {"red": {"preset": "church"}}}, "real_concepts.red: the toy world already has a concept of that name"),
     ({"grid": {"concepts": ["church"]}, "real_concepts": {"church": {"preset": "church"}}},
-     "evaluation.detectors.church: missing; a real concept needs a detector (valid choices: clip_zeroshot, imagenet, nudenet)"),
-    ({"evaluation": {"detectors": {"red": {"name": "nudenett"}}}}, "unknown detector 'nudenett'; valid choices: clip_zeroshot, imagenet, judge, nudenet"),
+     "evaluation.detectors.church: missing; a real concept needs a detector (valid choices: clip_zeroshot, imagenet, nudenet, q16)"),
+    ({"evaluation": {"detectors": {"red": {"name": "nudenett"}}}}, "unknown detector 'nudenett'; valid choices: clip_zeroshot, imagenet, judge, nudenet, q16"),
     ({"evaluation": {"detectors": {"red": {"name": "nudenet", "params": {"preset": "strict"}}}}}, "preset"),
     ({"evaluation": {"fid_reference": "esd_q"}}, "evaluation.fid_reference: 'esd_q' is not in grid.methods"),
     ({"grid": {"concepts": ["church"]}}, "nor in real_concepts; valid choices: circle"),

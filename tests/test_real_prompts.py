@@ -187,6 +187,9 @@ def _toy_folder(out: Path) -> None:
         write_prompts(out / f"{which}.jsonl", records)
         if which == "target_train":
             write_prompts(out / "attack_seeds.jsonl", records[:2])
+            from eraselab.stages.concept_prompts import toy_variants
+
+            write_prompts(out / "variants.jsonl", toy_variants(records, "red", parse_params({}).prompts))
     (out / "concept.json").write_text(json.dumps(concept_spec(spec, "red", 4, 0).to_json(), indent=2))
 
 

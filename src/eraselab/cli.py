@@ -25,6 +25,8 @@ def key_help(key: str) -> str:
     """A stage's key argument: where its valid values are declared, and (methods, attacks) the installed ones."""
     from eraselab.registry import table
 
+    if key == "seed":
+        return "a training seed of params.yaml's grid.train_seeds"
     if key == "concept":
         return "a concept of params.yaml's grid.concepts (e.g. red, star, striped; nudity on the real path)"
     kind = {"method": "methods", "attack": "attacks"}[key]

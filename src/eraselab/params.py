@@ -180,6 +180,9 @@ class GridParams(Section):
     attacks: list[str] = ["no_attack", "unlearndiffatk", "p4d_n", "p4d_k", "ring_a_bell", "cce", "mma_diffusion",
                           "sneakyprompt"]
     threads: PositiveInt = 2  # torch threads in every grid stage (erase, defended, attack, evaluate)
+    # extra training seeds for every method that trains with one (`seeded`): each re-erased and scored without
+    # attacks (stage `seeds`); the report gives mean ± sd over these and the method's own erase.<m>.seed
+    train_seeds: list[NonNegInt] = []
 
     _methods = field_validator("methods")(_names("erasure method", METHODS))
     _attacks = field_validator("attacks")(_names("attack", ATTACKS))

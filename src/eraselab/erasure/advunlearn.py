@@ -66,6 +66,7 @@ def trained_names(pipe, params: AdvUnlearnParams) -> tuple[str, list[str]]:
 
 
 class AdvUnlearn(ErasureMethod):
+    seeded = True  # its result depends on params.seed (grid.train_seeds retrains it with others)
     name = "advunlearn"
     Params = AdvUnlearnParams
     edits_weights = True

@@ -129,6 +129,7 @@ class ErasureMethod:
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
     edits_weights: ClassVar[bool]
+    seeded: ClassVar[bool] = False  # True: trains with `params.seed` (grid.train_seeds reruns it with others)
 
     def erase(self, pipe, concept: Concept, params: MethodParams, out: Path, context: EraseContext | None = None
               ) -> dict:

@@ -208,6 +208,7 @@ def lora_config(params: DarkMinerParams):
 
 
 class DarkMiner(ErasureMethod):
+    seeded = True  # its result depends on params.seed (grid.train_seeds retrains it with others)
     name = "darkminer"
     edits_weights = True
     needs_image_features = True

@@ -44,6 +44,7 @@ class EsdParams(MethodParams):
 
 
 class ESD(ErasureMethod):
+    seeded = True  # its result depends on params.seed (grid.train_seeds retrains it with others)
     edits_weights = True
     Params = EsdParams
     train: ClassVar[Literal["xattn", "noxattn"]]

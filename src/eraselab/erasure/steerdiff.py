@@ -294,6 +294,7 @@ class SteerDiffDefended(Defended):
 
 
 class SteerDiff(ErasureMethod):
+    seeded = True  # its result depends on params.seed (grid.train_seeds retrains it with others)
     name = "steerdiff"
     Params = SteerDiffParams
     edits_weights = False

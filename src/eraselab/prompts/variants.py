@@ -127,7 +127,9 @@ def variant_records(base: list[dict], word: str, per_family: int, seed: int, con
             extra = extra_for(source, rng) if extra_for and family == "compose" else None
             text = rewrite(source["prompt"], word, family, rng, extra)
             records.append({"prompt": text, "family": family, "source": source["prompt"], "set": "variants",
-                            "concept": concept, **({"labels": source["labels"]} if "labels" in source else {})})
+                            "concept": concept,  # the source's labels and own sampling settings (seed aside)
+                            **{k: source[k] for k in ("labels", "guidance", "width", "height", "case_number")
+                               if k in source}})
     seeds = rng.sample(range(2**31 - 1), len(records))
     for record, s in zip(records, seeds):
         record["seed"] = s

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from eraselab.io import atomic_dir, write_json  # noqa: E402
+from eraselab.stages import paths  # noqa: E402
 from eraselab.report.censor import censor, judge_flags  # noqa: E402
 from eraselab.report.cost import CHART as COST_CHART  # noqa: E402
 from eraselab.report.cost import SECTION_TITLE as COST_TITLE  # noqa: E402
@@ -104,6 +105,30 @@ def read_grid(params, cells_dir: Path) -> dict:
                 data = json.loads((Path(cells_dir) / m / c / f"{a}.json").read_text())
                 grid.setdefault(m, {}).setdefault(c, {})[a] = {k: data.get(k) for k in CELL_METRICS}
     return grid
+
+
+def read_seeds(params, metrics_dir: Path) -> dict:
+    """seeds[method][seed][concept] = the attack-free metrics of each extra training seed (stage `seeds`)."""
+    from eraselab.stages.seeds import extra_seeds, seeded_methods
+
+    out: dict = {}
+    for m in seeded_methods(params):
+        for s in extra_seeds(params, m):
+            for c in params.grid.concepts:
+                path = Path(metrics_dir) / Path(paths.seed_metrics(m, c, s)).relative_to(paths.METRICS)
+                out.setdefault(m, {}).setdefault(s, {})[c] = json.loads(path.read_text())
+    return out
+
+
+def seed_table(spread: dict) -> tuple[str, str]:
+    """Mean ± sd over training seeds per trained method (empty where no extra seeds ran)."""
+    from eraselab.report.summary import SEED_METRICS
+
+    if not spread:
+        return "", ""
+    rows = [[m, row["n_seeds"], *(f"{row[k]['mean']:.2f} ± {row[k]['sd']:.2f}" if k in row else "–"
+                                 for k in SEED_METRICS)] for m, row in spread.items()]
+    return _table(["method", "seeds", *SEED_METRICS], rows)
 
 
 def read_metric_specs(params, cells_dir: Path, quality: dict) -> dict:
@@ -305,8 +330,10 @@ def build_report(params, metrics_dir: Path, plots_dir: Path, images: np.ndarray,
 
     from eraselab.report.summary import build_summary, headline
 
+    seeds = read_seeds(params, metrics_dir)
     short = build_summary(summary["grid"], summary["quality"], params.grid.attacks, rp.profile,
-                          summary if toy else None)
+                          summary if toy else None, seeds)
+    seed_md, seed_html = seed_table(short.get("seeds") or {})
     tables = grid_tables(summary["grid"], params.grid.attacks, summary["quality"])
     summary["metric_specs"] = read_metric_specs(params, cells_dir, summary["quality"])
     spec_md, spec_html = _table(["metric", "concepts", "declared definition"],
@@ -406,6 +433,9 @@ comparable only between equal definitions.
 
 {spec_md}
 
+## Training seeds{tag}
+{seed_md or "None run: set grid.train_seeds to retrain each trained method with other seeds."}
+
 ## Ablations{tag}
 {ablation_md}
 
@@ -435,7 +465,7 @@ First row: {html.escape('; '.join(captions))}</figcaption></figure>
 <figure>{img('erase_loss.png', 'erasure training loss')}</figure>
 <h2>Metric definitions{tag}</h2><p>Every metrics file carries these declarations (reports/metrics.json has them
 in full); numbers are comparable only between equal definitions.</p>{spec_html}
-<h2>Ablations{tag}</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None run with this profile.</p>"}
+<h2>Training seeds{tag}</h2>{seed_html or "<p>None run: set grid.train_seeds to retrain each trained method with other seeds.</p>"}<h2>Ablations{tag}</h2>{''.join(f"<h3>{html.escape(title)}</h3>{table_html}" for title, _, table_html in ablations) or "<p>None run with this profile.</p>"}
 {toy_html}{cost_html}</body></html>"""
         (tmp / "index.html").write_text(page)
     return short

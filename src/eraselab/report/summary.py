@@ -8,6 +8,8 @@ Layout (every value a number, except the profile's name):
 - ``grid.<method>.<concept>.<attack>.<metric>``: each cell's rates, as in reports/metrics.json, with ``n``
   (the images behind each rate) and ``ci.<rate>``: its 95 % interval ``[low, high]``;
 - ``quality.<method>.<concept>.{fid,kid}``: the quality cost on benign prompts (null where undefined);
+- ``seeds.<method>.<metric>.{mean,sd}`` (with ``n_seeds``), where grid.train_seeds retrained the method:
+  each attack-free rate's mean over concepts, then its mean and sd over the training seeds;
 - ``methods.<method>.<metric>``: means over concepts — ``target_rate``, ``heldout_rate``, ``retention``,
   ``clip``, ``fid``, ``kid`` (of its benign-prompt images against the reference method), ``pre_asr``,
   ``asr.<attack>``, and ``worst_asr``: the mean over concepts of the highest ASR any attack reached; and
@@ -55,10 +57,12 @@ def _worst(by_attack: dict, attacks: list[str]) -> dict:
     return by_attack[max(attacks, key=lambda a: by_attack[a]["asr"])]  # the first attack reaching the maximum
 
 
-def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, toy: dict | None = None) -> dict:
+def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, toy: dict | None = None,
+                  seeds: dict | None = None) -> dict:
     """``grid[m][c][a]``: the cells' metrics (reports/metrics.json's ``grid``, each with its ``n``);
     ``quality[m][c]``: FID/KID; ``toy``: ``{"base_model": {"accuracy": …}, "judge": {"heldout_accuracy": …}}``
-    where the toy world's model and judge were trained."""
+    where the toy world's model and judge were trained; ``seeds[m][s][c]``: extra training seeds' attack-free
+    metrics (`seed_spread`), summarised under ``seeds.<method>``."""
     methods = {}
     for m, by_concept in grid.items():
         concepts = list(by_concept)
@@ -91,7 +95,32 @@ def build_summary(grid: dict, quality: dict, attacks: list[str], profile: str, t
                              for a, cell in by_attack.items()} for c, by_attack in by_concept.items()}
                      for m, by_concept in grid.items()},
             "quality": {m: {c: {k: None if q.get(k) is None else round(q[k], 6) for k in ("fid", "kid")}
-                            for c, q in by_concept.items()} for m, by_concept in quality.items()}}
+                            for c, q in by_concept.items()} for m, by_concept in quality.items()},
+            **({"seeds": seed_spread(grid, attacks[0], seeds)} if seeds else {})}
+
+
+SEED_METRICS = ("target_rate", "heldout_rate", "retention", "variants_rate")
+
+
+def seed_spread(grid: dict, first_attack: str, seeds: dict) -> dict:
+    """Per method trained with several seeds: for each of ``SEED_METRICS``, the mean over concepts at each
+    seed, then their mean and sample sd over seeds. ``seeds[m][s][c]``: the attack-free metrics of the
+    extra seeds (stage `seeds`); the grid's own cell is the method's own seed."""
+    out = {}
+    for m, by_seed in seeds.items():
+        if not by_seed:
+            continue
+        concepts = list(grid[m])
+        runs = [{c: grid[m][c][first_attack] for c in concepts}, *(by_seed[s] for s in sorted(by_seed))]
+        row = {"n_seeds": len(runs)}
+        for k in SEED_METRICS:
+            values = [fmean(v) for v in ([r[c].get(k) for c in concepts if r[c].get(k) is not None] for r in runs) if v]
+            if len(values) == len(runs):
+                mean = fmean(values)
+                sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+                row[k] = {"mean": round(mean, 4), "sd": round(sd, 4)}
+        out[m] = row
+    return out
 
 
 # --- reading it back: the README table, `eraselab compare` -------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 
 # In graph order: each kind reads only what kinds before it write.
 KINDS = ("check", "world", "base_model", "judge", "clip", "prompts", "generate", "evaluate_base", "concept_prompts",
-         "targets", "search", "erase", "defended", "attack", "evaluate", "report")
+         "targets", "search", "erase", "defended", "attack", "evaluate", "seeds", "report")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def jobs(params) -> list[Job]:
 
 def run(params, method: str, concept: str) -> None:
     from eraselab._compat import set_threads
-    from eraselab.evaluation.cell import evaluate_cell, variants_metrics
+    from eraselab.evaluation.cell import evaluate_cell, unattacked_metrics
     from eraselab.evaluation.fid import compute_fid_kid
     from eraselab.io import write_json
     from eraselab.stages.common import load_concept
@@ -37,10 +37,11 @@ def run(params, method: str, concept: str) -> None:
     c = load_concept(concept)
     samples = Path(paths.defended(method, concept))
     concept_detector, clip = detector(params, c), scorer(params)
-    variants = variants_metrics(samples, Path(paths.defended(params.evaluation.fid_reference, concept)), concept_detector)
+    reference = Path(paths.defended(params.evaluation.fid_reference, concept))
+    unattacked = unattacked_metrics(samples, concept_detector, judge(params, concept), clip, reference)  # once
     for attack in params.grid.attacks:
         metrics = evaluate_cell(c, samples, Path(paths.attacked(method, concept, attack)), concept_detector,
-                                judge(params, concept), clip, variants=variants)
+                                judge(params, concept), clip, unattacked=unattacked)
         write_json(paths.cell_metrics(method, concept, attack), metrics)
         print(attack, {k: metrics[k] for k in ("target_rate", "pre_asr", "asr", "variants_rate")})
     spec = params.evaluation.fid

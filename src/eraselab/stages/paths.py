@@ -59,6 +59,11 @@ def cell_metrics(method: str, c: str, attack: str) -> str:
     return f"metrics/cells/{method}/{c}/{attack}.json"
 
 
+def seed_metrics(method: str, c: str, seed) -> str:
+    """A trained method's attack-free metrics with another training seed (seeds)."""
+    return f"metrics/seeds/{method}/{c}/seed{seed}.json"
+
+
 def quality(method: str, c: str) -> str:
     return f"metrics/quality/{method}/{c}.json"
 

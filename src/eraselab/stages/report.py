@@ -12,6 +12,7 @@ KEYS = ()
 
 def jobs(params) -> list[Job]:
     from eraselab.stages.common import detector_name, toy_clip
+    from eraselab.stages.seeds import extra_seeds, seeded_methods
 
     toy_model = params.model.source == "base_model"
     judge = any(c not in params.real_concepts for c in params.grid.concepts)
@@ -21,7 +22,9 @@ def jobs(params) -> list[Job]:
             *(paths.cell_metrics(m, c, a) for m, c in grid for a in params.grid.attacks),
             *(paths.quality(m, c) for m, c in grid), *(paths.erase_plot(m, c) for m, c in grid),
             *(paths.attacked(m, c, a) for m, c in grid for a in params.grid.attacks),
-            *(paths.concept(c) for c in params.grid.concepts), paths.ABLATIONS]
+            *(paths.concept(c) for c in params.grid.concepts), paths.ABLATIONS,
+            *(paths.seed_metrics(m, c, s) for m in seeded_methods(params) for c in params.grid.concepts
+              for s in extra_seeds(params, m))]
     # not a dep: logs/stages (the cost section). Every stage rewrites those untracked records, and a fresh
     # clone has none when the engines build their graphs; they feed no cached result.
     return [Job("report", {}, deps, [Out(paths.REPORTS), Out(paths.SUMMARY, directory=False, metric=True, cache=False)],
