@@ -30,7 +30,19 @@ def test_dvc_repro_builds_the_report(dvc_smoke_run):
 def test_grid_cells_are_reported(dvc_smoke_run):
     """Every declared cell lands in reports/metrics.json as grid.<method>.<concept>.<attack>.<metric>."""
     cell = json.loads((dvc_smoke_run / "reports" / "metrics.json").read_text())["grid"]["none"]["red"]["no_attack"]
-    assert set(cell) == {"target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip"}
+    assert set(cell) == {"target_rate", "heldout_rate", "pre_asr", "asr", "retention", "clip", "variants_rate",
+                         "variants_by_family", "n"}
+    # n: the sizes the intervals are computed from, one per rate
+    assert set(cell["n"]) == {"target_train", "target_heldout", "retain", "variants", "attack_seeds"}
+    assert all(isinstance(v, int) and v >= 0 for v in cell["n"].values())
+    assert cell["n"]["target_train"] > 0 and cell["n"]["attack_seeds"] > 0
+    # the natural variants: scored only where the undefended model shows them, per family summing to the whole
+    families = cell["variants_by_family"]
+    assert sum(f["n"] for f in families.values()) == cell["n"]["variants"]
+    if cell["n"]["variants"]:
+        assert 0.0 <= cell["variants_rate"] <= 1.0
+    else:
+        assert cell["variants_rate"] is None
     assert cell["asr"] == cell["pre_asr"]  # no attack adds nothing to what the model already shows
     assert cell["target_rate"] >= SMOKE_COLOUR_FLOOR  # the unmodified model draws red when asked
 
