@@ -2,19 +2,27 @@
 
 On SD v1.4 both inference-time defences reduce the concept measurably; this measures whether the toy world
 reproduces that, and why not where it does not. For each guidance scale, concept and defence it draws the
-concept's training phrasings (the target rate, judge-scored) and its retain prompts (prompt following: the
-judge's accuracy on the other concepts), and for SLD records, after its warm-up, on every sampling step:
+concept's training phrasings (which name the safety concept's own word) and held-out phrasings (synonyms), each
+judge-scored for the target rate, and its retain prompts (prompt following: the judge's accuracy on the other
+concepts' attributes), all drawn fresh from a benchmark-only random stream, and for SLD records, after its warm-up, on every sampling step:
 
 - ``hit``: the share of latent elements where SLD's mask applies the safety term
   (``eps_c - eps_s < sld_threshold``, diffusers' rule);
 - ``rel``: ‖safety term‖ / ‖eps_c - eps_u‖ (how much of the CFG direction SLD removes, before the scale);
-- ``cos``: cos(eps_c - eps_u, eps_s - eps_u): how much the prompt's guidance direction *is* the concept's.
+- ``cos``: cos(eps_c - eps_u, eps_s - eps_u): how much the prompt's guidance direction *is* the concept's;
 
-Run in a checkout that has run the grid (models/base, the judge, data/concepts/<concept>):
+and for every defence, on every step, with eps_0 the empty prompt's and eps_k the concept words' predictions:
+
+- ``along``: the coefficient of the final prediction's offset (guided eps - eps_0) on eps_k - eps_0, i.e.
+  how hard the sampler is pushed toward the concept (plain CFG: about g times the prompt's share);
+- ``cond_along``: the same for the conditional prediction alone (what guidance scale 1 would use).
+
+Run in a checkout that has built the base model, the judge and the concepts' prompts (`dvc repro base_model
+judge concept_prompts.<concept>`):
     python benchmarks/guidance.py --threads 2 --json logs/benchmarks/guidance.json --md docs/guidance_table.md
 
-Nothing here is tuned on the grid's evaluation: the prompts are the concepts' training phrasings and retain
-prompts, and the defences run with their presets.
+Nothing here is tuned on the grid's evaluation: the prompts are drawn from their own stream, and the defences
+run with their presets.
 """
 
 from __future__ import annotations
@@ -30,23 +38,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eraselab.erasure.sld import REFERENCE_STEPS
+
+STREAM = "guidance"  # concept_prompt_set's stream: not the grid's evaluation draw
+SETS = ("target_train", "target_heldout", "retain")
 DEFENCES = [("none", "none", {}), ("negative_prompt", "negative_prompt", {}),
             *((f"sld_{p}", "sld", {"preset": p}) for p in ("weak", "medium", "strong", "max"))]
 
 
 class Probe:
-    """Wraps a defence's guidance rule and records SLD's mask and term sizes per step after warm-up."""
+    """Wraps a defence's guidance rule; records SLD's mask and term sizes per step after its warm-up and, on
+    every step, how far the final noise prediction moves along the concept's own direction.
 
-    def __init__(self, guidance, settings: dict | None):
-        self.inner, self.settings, self.rows = guidance, settings, []
+    ``references``: the empty prompt's and the concept words' embeddings, run in the same batched UNet call
+    as two extra conditionings (eps_0, eps_k); the wrapped rule never sees them.
+    """
+
+    def __init__(self, guidance, settings: dict | None, references: tuple[torch.Tensor, torch.Tensor] | None = None):
+        self.inner, self.settings, self.references, self.rows, self.along = guidance, settings, references, [], []
 
     def extra_contexts(self):
-        return self.inner.extra_contexts()
+        return [*self.inner.extra_contexts(), *(self.references or ())]
 
     def combine(self, eps_u, eps_c, extras, scale, progress, state):
+        if self.references:
+            extras, (eps_0, eps_k) = extras[:-2], extras[-2:]
         out = self.inner.combine(eps_u, eps_c, extras, scale, progress, state)
+        if self.references:
+            self.along.append({"along": along(out - eps_0, eps_k - eps_0), "cond_along": along(eps_c - eps_0, eps_k - eps_0)})
         s = self.settings
-        if s and extras and progress * 50 >= s["sld_warmup_steps"]:
+        if s and extras and progress * REFERENCE_STEPS >= s["sld_warmup_steps"]:
             cfg = (eps_c - eps_u).flatten(1)
             concept = (extras[0] - eps_u).flatten(1)
             hit = ((eps_c - extras[0]) < s["sld_threshold"]).float().mean().item()
@@ -57,12 +78,19 @@ class Probe:
         return out
 
 
+def along(d: torch.Tensor, direction: torch.Tensor) -> float:
+    """Mean over the batch of d's coefficient on ``direction`` (1: as far as the concept words' own
+    prediction, eps_k - eps_0; plain CFG at scale g on a prompt that is all concept: about g)."""
+    d, direction = d.flatten(1), direction.flatten(1)
+    return ((d * direction).sum(1) / (direction * direction).sum(1)).mean().item()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--guidance", type=float, nargs="+", default=[4.0, 7.5, 10.0])
+    ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 4.0, 7.5, 10.0])
     ap.add_argument("--concepts", nargs="*", help="default: the grid's")
-    ap.add_argument("--images", type=int, default=60, help="prompts per set (training phrasings, retain)")
+    ap.add_argument("--images", type=int, default=60, help="prompts per set (training phrasings, held-out phrasings, retain)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--md", type=Path)
@@ -71,9 +99,10 @@ def main(argv=None) -> int:
     from eraselab import registry
     from eraselab._compat import set_threads
     from eraselab.evaluation.concept_accuracy import concept_accuracy
+    from eraselab.generate import encode_prompts
     from eraselab.params import load_params
-    from eraselab.prompts.world_prompts import read_prompts
-    from eraselab.stages import paths
+    from eraselab.prompts.world_prompts import concept_prompt_set
+    from eraselab.world.dataset import WorldSpec
     from eraselab.stages.common import load_concept, pipeline, sampling
     from eraselab.stages.scoring import detector, judge
 
@@ -81,10 +110,13 @@ def main(argv=None) -> int:
     params = load_params(args.params)
     pipe = pipeline(params)
     rows = []
+    spec = WorldSpec.from_params(params.world)
     for c in args.concepts or params.grid.concepts:
         concept = load_concept(c)
-        folder = Path(paths.concept(c))
-        sets = {k: read_prompts(folder / f"{k}.jsonl")[: args.images] for k in ("target_train", "retain")}
+        references = (encode_prompts(pipe, [""]), encode_prompts(pipe, [concept.text]))
+        # fresh prompts from the benchmark's own random stream: nothing decided here is fitted to the grid's
+        # evaluation sets (target_train phrasings name the safety concept's own word, target_heldout a synonym)
+        sets = {k: concept_prompt_set(spec, c, k, args.images, params.prompts.seed, stream=STREAM) for k in SETS}
         check, scorer = detector(params, concept), judge(params, c)
         for g in args.guidance:
             config = replace(sampling(params), guidance=g)
@@ -94,26 +126,29 @@ def main(argv=None) -> int:
                 with tempfile.TemporaryDirectory() as tmp:
                     eraser.erase(pipe, concept, mp, Path(tmp))
                     defended = eraser.load(pipe, Path(tmp), config)
-                probe = Probe(defended.guidance, mp.settings() if name == "sld" else None)
+                probe = Probe(defended.guidance, mp.settings() if name == "sld" else None, references)
                 defended.guidance = probe
                 start = time.perf_counter()
                 out = {}
                 for which, records in sets.items():
                     out[which] = defended.generate_prompts([r["prompt"] for r in records],
                                                            [r["seed"] for r in records], progress=False)
-                rate = float(check.present(out["target_train"]).mean())
                 acc = concept_accuracy(scorer, out["retain"], sets["retain"])["accuracy"]
-                row = {"concept": c, "guidance": g, "defence": label, "target_rate": rate,
+                row = {"concept": c, "guidance": g, "defence": label,
+                       "target_rate": float(check.present(out["target_train"]).mean()),
+                       "heldout_rate": float(check.present(out["target_heldout"]).mean()),
                        "n": len(sets["target_train"]), "prompt_following": float(np.mean(list(acc.values()))),
                        "seconds": round(time.perf_counter() - start, 1)}
-                if probe.rows:
-                    row.update({k: float(np.mean([r[k] for r in probe.rows])) for k in ("hit", "rel", "cos")})
+                for rows_, keys in ((probe.rows, ("hit", "rel", "cos")), (probe.along, ("along", "cond_along"))):
+                    if rows_:
+                        row.update({k: float(np.mean([r[k] for r in rows_])) for k in keys})
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    for row in rows:  # the undefended rate at the same scale, for the relative column
+    for row in rows:  # the undefended rates at the same scale, for the relative columns
         ref = next(r for r in rows if r["concept"] == row["concept"] and r["guidance"] == row["guidance"]
                    and r["defence"] == "none")
-        row["relative"] = row["target_rate"] / ref["target_rate"] if ref["target_rate"] else None
+        for k in ("target_rate", "heldout_rate"):
+            row[f"relative_{k}"] = row[k] / ref[k] if ref[k] else None
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
@@ -128,13 +163,16 @@ def markdown(rows: list[dict]) -> str:
     from eraselab.evaluation.intervals import fmt_interval, rate_interval
 
     f = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
-    lines = ["| concept | guidance | defence | target rate (95 % CI) | of undefended | prompt following | "
-             "SLD mask hit | SLD ‖term‖/‖CFG‖ | cos(CFG, concept) |", "|" + "---|" * 9]
+    lines = ["| concept | guidance | defence | target rate, concept's word (95 % CI) | of undefended | "
+             "target rate, synonyms (95 % CI) | of undefended | prompt following | SLD mask hit | "
+             "SLD ‖term‖/‖CFG‖ | cos(CFG, concept) | push along concept (conditional alone) |", "|" + "---|" * 12]
     for r in rows:
         lines.append(f"| {r['concept']} | {r['guidance']:g} | {r['defence']} | "
                      f"{fmt_interval(r['target_rate'], rate_interval(r['target_rate'], r['n']))} | "
-                     f"{f(r.get('relative'))} | {f(r['prompt_following'])} | {f(r.get('hit'))} | {f(r.get('rel'))} | "
-                     f"{f(r.get('cos'))} |")
+                     f"{f(r.get('relative_target_rate'))} | "
+                     f"{fmt_interval(r['heldout_rate'], rate_interval(r['heldout_rate'], r['n']))} | "
+                     f"{f(r.get('relative_heldout_rate'))} | {f(r['prompt_following'])} | {f(r.get('hit'))} | "
+                     f"{f(r.get('rel'))} | {f(r.get('cos'))} | {f(r.get('along'))} ({f(r.get('cond_along'))}) |")
     return "\n".join(lines)
 
 

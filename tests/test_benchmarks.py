@@ -222,3 +222,57 @@ def test_noop_measures_nothing_where_the_engines_would_run_jobs(tmp_path, monkey
     assert "| `dvc repro` | not measured: `dvc status` lists changed stages" in table
     assert f"not measured: snakemake would run {pending} jobs here" in table
     assert not (repo / "data" / "world").exists()  # nothing ran
+
+
+def test_guidance_probe_measures_slds_own_term():
+    """benchmarks/guidance.py's probe: the mask hit rate is diffusers' rule, the removed term is what SLD
+    subtracts from the CFG direction (checked on the first step, before any momentum), and the probe
+    never changes the guidance it wraps."""
+    from eraselab.erasure.sld import SafetyGuidance, presets
+
+    guidance = bench("guidance")
+    settings = {**presets()["max"], "sld_warmup_steps": 0}
+    g = torch.Generator().manual_seed(0)
+    eps_u, eps_c, eps_s = (torch.randn(2, 4, 8, 8, generator=g) for _ in range(3))
+    plain = SafetyGuidance(eps_s[:1], settings).combine(eps_u, eps_c, [eps_s], 4.0, 0.5, {})
+    probe = guidance.Probe(SafetyGuidance(eps_s[:1], settings), settings)
+    out = probe.combine(eps_u, eps_c, [eps_s], 4.0, 0.5, {})
+    assert torch.equal(out, plain)
+    (row,) = probe.rows
+    diff = eps_c - eps_s
+    assert row["hit"] == pytest.approx((diff < settings["sld_threshold"]).float().mean().item())
+    mask = torch.where(diff >= settings["sld_threshold"], 0.0, (diff.abs() * settings["sld_guidance_scale"]).clamp(max=1.0))
+    term = ((eps_s - eps_u) * mask).flatten(1)
+    cfg = (eps_c - eps_u).flatten(1)
+    assert row["rel"] == pytest.approx((term.norm(dim=1) / cfg.norm(dim=1)).mean().item(), rel=1e-4)
+    assert row["cos"] == pytest.approx(torch.nn.functional.cosine_similarity(cfg, (eps_s - eps_u).flatten(1)).mean().item(), rel=1e-5)
+    # before the warm-up ends nothing is recorded and nothing removed
+    late = {**settings, "sld_warmup_steps": 40}
+    probe = guidance.Probe(SafetyGuidance(eps_s[:1], late), late)
+    assert torch.allclose(probe.combine(eps_u, eps_c, [eps_s], 4.0, 0.1, {}), eps_u + 4.0 * (eps_c - eps_u))
+    assert probe.rows == []
+    assert "| red | 4 | sld_max |" in guidance.markdown([{
+        "concept": "red", "guidance": 4.0, "defence": "sld_max", "target_rate": 0.5, "heldout_rate": 0.25, "n": 40,
+        "prompt_following": 0.9, "relative_target_rate": 0.6, "relative_heldout_rate": 0.3, **row}])
+
+
+def test_guidance_probe_measures_the_push_along_the_concept():
+    """With the references, the probe adds two conditionings the wrapped rule never sees, and measures the
+    guided prediction's coefficient on the concept words' direction: plain CFG along a prompt that *is* the
+    concept gives the scale; a negative prompt of the concept's words gives 1 (it cancels all but the
+    conditional's own share)."""
+    from eraselab.generate import CFG
+
+    guidance = bench("guidance")
+    g = torch.Generator().manual_seed(1)
+    eps_0, eps_k = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    refs = (torch.zeros(1, 3, 5), torch.ones(1, 3, 5))
+    probe = guidance.Probe(CFG, None, refs)
+    assert probe.extra_contexts() == list(refs)
+    out = probe.combine(eps_0, eps_k, [eps_0, eps_k], 4.0, 0.5, {})
+    assert torch.allclose(out, eps_0 + 4.0 * (eps_k - eps_0))
+    assert probe.along[0]["along"] == pytest.approx(4.0, rel=1e-5)
+    assert probe.along[0]["cond_along"] == pytest.approx(1.0, rel=1e-5)
+    negative = guidance.Probe(CFG, None, refs)  # eps_u is the negative prompt's prediction = the concept's
+    negative.combine(eps_k, eps_k, [eps_0, eps_k], 7.5, 0.5, {})
+    assert negative.along[0]["along"] == pytest.approx(1.0, rel=1e-5)
