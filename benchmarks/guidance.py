@@ -20,7 +20,8 @@ and for every defence, on every step, with eps_0 the empty prompt's and eps_k th
 
 Run in a checkout that has built the base model, the judge and the concepts' prompts (`dvc repro base_model
 judge concept_prompts.<concept>`):
-    python benchmarks/guidance.py --threads 2 --json logs/benchmarks/guidance.json --md docs/guidance_table.md
+    python benchmarks/guidance.py --threads 2 --images 50 --json docs/guidance.json --md docs/guidance_table.md
+(docs/guidance.md reads the result.)
 
 Nothing here is tuned on the grid's evaluation: the prompts are drawn from their own stream, and the defences
 run with their presets.
