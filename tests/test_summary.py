@@ -108,3 +108,35 @@ def test_summary_is_tracked_in_git_and_shown_by_dvc(dvc_micro_run):
     shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=dvc_micro_run, capture_output=True, text=True,
                            check=True).stdout
     assert "metrics/summary.json" in shown and "metrics/cells" not in shown
+
+
+@pytest.mark.slow
+def test_training_seeds_retrain_each_seeded_method_and_the_summary_spreads_them(dvc_micro_run, tmp_path):
+    """grid.train_seeds adds one `seeds` job per seeded method, concept and extra seed (not for `none`);
+    each re-erases, renders and scores (SteerDiff's identifier and ESD-x's weights: two kinds of artifact
+    that must load), and summary.json and the report give each metric's mean and sd over the seeds."""
+    import shutil
+
+    import yaml
+
+    repo = tmp_path / "repo"
+    shutil.copytree(dvc_micro_run, repo, symlinks=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["grid"]["methods"] = ["none", "esd_x", "steerdiff"]
+    params["grid"]["train_seeds"] = [1]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["eraselab", "graph"], ["dvc", "repro"]):
+        result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = sorted(p.relative_to(repo / "metrics" / "seeds").as_posix() for p in (repo / "metrics" / "seeds").rglob("*.json"))
+    assert jobs == ["esd_x/red/seed1.json", "steerdiff/red/seed1.json"]
+    seed1 = json.loads((repo / "metrics" / "seeds" / "esd_x" / "red" / "seed1.json").read_text())
+    assert 0.0 <= seed1["target_rate"] <= 1.0 and seed1["n"]["target_train"] > 0
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert set(summary["seeds"]) == {"esd_x", "steerdiff"}
+    for row in summary["seeds"].values():
+        assert row["n_seeds"] == 2
+        assert row["target_rate"]["sd"] >= 0.0 and 0.0 <= row["target_rate"]["mean"] <= 1.0
+    own = summary["grid"]["esd_x"]["red"]["no_attack"]["target_rate"]
+    assert summary["seeds"]["esd_x"]["target_rate"]["mean"] == pytest.approx((own + seed1["target_rate"]) / 2, abs=1e-4)
+    assert "Training seeds" in (repo / "reports" / "report.md").read_text()
