@@ -146,6 +146,17 @@ def write_artifact_manifest(out: Path, method: str, concept: Concept, params: Me
     (out / "artifact.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
+def erase_artifact(method: str, eraser: ErasureMethod, pipe, concept: Concept, params: MethodParams, out: Path,
+                   context: EraseContext | None = None) -> tuple[list, dict, dict]:
+    """Run ``eraser`` (registered as ``method``) into ``out`` and write its artifact.json: a complete artifact, as `load` expects.
+    Returns the training curve, the timing (both kept out of the artifact: it stays bit-identical across
+    reruns) and the rest of the log (in artifact.json)."""
+    log = eraser.erase(pipe, concept, params, out, context)
+    curve, timing = log.pop("loss", []), log.pop("timing", {})
+    write_artifact_manifest(out, method, concept, params, log)
+    return curve, timing, log
+
+
 def read_manifest(artifact: Path) -> dict:
     """An artifact folder's artifact.json, checked: present, JSON, naming an installed method."""
     from eraselab.registry import table

@@ -32,7 +32,7 @@ def jobs(params) -> list[Job]:
 def run(params, method: str, concept: str) -> None:
     from eraselab import registry
     from eraselab._compat import set_threads
-    from eraselab.erasure.base import EraseContext, write_artifact_manifest
+    from eraselab.erasure.base import EraseContext, erase_artifact
     from eraselab.io import atomic_dir, record_timing, write_json
     from eraselab.stages.common import load_concept, pipeline
 
@@ -51,10 +51,7 @@ def run(params, method: str, concept: str) -> None:
     start = time.perf_counter()
     out = paths.erased(method, concept)
     with atomic_dir(out) as tmp:
-        log = eraser.erase(pipe, c, method_params, tmp, EraseContext(features))
-        curve = log.pop("loss", [])  # the training curve goes to DVC plots, the rest into artifact.json
-        timing = log.pop("timing", {})  # wall-clock stays out of the artifact (bit-identical reruns)
-        write_artifact_manifest(tmp, method, c, method_params, log)
+        curve, timing, log = erase_artifact(method, eraser, pipe, c, method_params, tmp, EraseContext(features))
     write_json(paths.erase_plot(method, concept), curve)
     record_timing(out, {"erase_s": time.perf_counter() - start, **timing})
     print(f"{method} on {concept}: {log}")

@@ -55,7 +55,7 @@ def run(params, method: str, concept: str, seed: str) -> None:
 
     from eraselab import registry
     from eraselab._compat import set_threads
-    from eraselab.erasure.base import EraseContext, write_artifact_manifest
+    from eraselab.erasure.base import EraseContext, erase_artifact
     from eraselab.evaluation.cell import unattacked_metrics
     from eraselab.generate import record_scales, write_images
     from eraselab.io import SCRATCH, write_json
@@ -74,11 +74,8 @@ def run(params, method: str, concept: str, seed: str) -> None:
     with tempfile.TemporaryDirectory(dir=SCRATCH, prefix=f"seeds-{method}-{concept}-{seed}.") as tmp:
         tmp = Path(tmp)
         (tmp / "erased").mkdir()
-        log = eraser.erase(pipeline(params, fp16=False), c, method_params, tmp / "erased",
-                           EraseContext(clip.image_features if getattr(eraser, "needs_image_features", False) else None))
-        for key in ("loss", "timing"):  # as the erase stage: the artifact keeps the rest
-            log.pop(key, None)
-        write_artifact_manifest(tmp / "erased", method, c, method_params, log)
+        erase_artifact(method, eraser, pipeline(params, fp16=False), c, method_params, tmp / "erased",
+                       EraseContext(clip.image_features if getattr(eraser, "needs_image_features", False) else None))
         defended = eraser.load(pipeline(params), tmp / "erased", config)
         for which in ("target_train", "target_heldout", "retain", "variants"):
             if not (folder / f"{which}.jsonl").exists():
