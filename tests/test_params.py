@@ -40,6 +40,23 @@ def test_profiles_parse(profile):
     load_profile(ROOT / "profiles" / profile)
 
 
+def test_params_command_takes_a_profile_name_and_keeps_the_old_file_on_a_bad_one(tmp_path):
+    """The params header's own command works, and a mistyped profile name never costs the user params.yaml."""
+    out = tmp_path / "params.yaml"
+    out.write_text("# the user's params\n")
+    bad = subprocess.run(["eraselab", "params", "--profile", "smok", "--out", str(out)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "profiles/smok.yaml: profile not found; available: default, sd14, smoke" in bad.stderr
+    assert out.read_text() == "# the user's params\n"
+    good = subprocess.run(["eraselab", "params", "--profile", "smoke", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    written = load_params(out)
+    assert written.report.profile == "smoke"
+    assert out.read_text() == dump_params(load_profile(ROOT / "profiles" / "smoke.yaml"), "smoke")
+
+
 def test_cli_reports_bad_params_before_any_compute(tmp_path):
     (tmp_path / "params.yaml").write_text("world:\n  shapes: [circle, blob]\n")
     result = subprocess.run(["eraselab", "world"], cwd=tmp_path,

@@ -45,7 +45,9 @@ def cmd_tool(name: str):
 
 TOOLS = {
     "params": (cmd_tool("params"), "print complete params (defaults + a profile's overrides), e.g. > params.yaml",
-               [("--profile", "", "a profile file (profiles/*.yaml) of overrides; default: the defaults")]),
+               [("--profile", "", "a profile of overrides: a name in profiles/ (default, smoke, sd14) or a file; "
+                                  "default: the defaults"),
+                ("--out", "", "write here (atomically, only once the params are valid) instead of printing")]),
     "graph": (cmd_tool("graph"), "write dvc.yaml and the code fingerprints for params.yaml (after changing the grid, "
                          "a profile or the plugins)", [("--check", False, "only check that dvc.yaml is current")]),
     "ablation": (cmd_tool("ablation"), "run an ablation spec's variants as `dvc exp run`s and collect them for the report",

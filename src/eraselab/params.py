@@ -176,7 +176,8 @@ class GridParams(Section):
     """The method x concept x attack grid. Every cell is its own cached stage."""
 
     concepts: list[str] = ["red", "star", "striped"]
-    methods: list[str] = ["none", "esd_x", "esd_u", "uce", "sld", "negative_prompt", "darkminer", "steerdiff"]
+    methods: list[str] = ["none", "esd_x", "esd_u", "uce", "sld", "negative_prompt", "darkminer", "steerdiff",
+                         "advunlearn"]
     attacks: list[str] = ["no_attack", "unlearndiffatk", "p4d_n", "p4d_k", "ring_a_bell", "cce", "mma_diffusion",
                           "sneakyprompt"]
     threads: PositiveInt = 2  # torch threads in every grid stage (erase, defended, attack, evaluate)
@@ -395,7 +396,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 HEADER = """\
 # eraselab params: the single source of truth for both dvc.yaml and the Snakefile.
-# Written by `eraselab params --profile {profile}`; edit freely. Profiles (override files): profiles/*.yaml.
+# Written by `eraselab params --profile {profile} --out params.yaml`; edit freely. Profiles (override files): profiles/*.yaml.
 # Every key is validated before any compute (`eraselab check`); unknown keys name the valid ones.
 """
 
@@ -407,12 +408,18 @@ def _merge(base: dict, overrides: dict) -> dict:
     return out
 
 
+PROFILES = Path("profiles")
+
+
 def load_profile(path: str | Path) -> Params:
     """A profile file holds only overrides of the defaults; the result is validated like params.yaml."""
     path = Path(path)
+    if not path.exists() and path.parent == Path(".") and not path.suffix:
+        path = PROFILES / f"{path}.yaml"  # a bare name: profiles/<name>.yaml, as the params header writes it
     if not path.exists():
-        choices = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
-        raise ParamsError(f"{path}: profile not found; available: {', '.join(choices) or 'none'}")
+        choices = sorted(p.stem for p in PROFILES.glob("*.yaml")) if PROFILES.exists() else []
+        raise ParamsError(f"{path}: profile not found; available: {', '.join(choices) or 'none'} "
+                          f"(a name in {PROFILES}/ or a path to a file of overrides)")
     data = yaml.safe_load(path.read_text()) or {}
     data = _merge({"report": {"profile": path.stem}}, data)  # a profile names itself unless it says otherwise
     return parse_params(_merge(Params().model_dump(mode="json"), data), str(path))

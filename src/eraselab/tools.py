@@ -30,8 +30,15 @@ def cmd_params(args) -> None:
     """Print a complete params file: the defaults overlaid with a profile's overrides."""
     from eraselab.params import dump_params, load_profile
 
+    from eraselab.io import atomic_write_text
+
     params = load_profile(args.profile) if args.profile else None
-    sys.stdout.write(dump_params(params, Path(args.profile).stem if args.profile else "default"))
+    text = dump_params(params, Path(args.profile).stem if args.profile else "default")
+    if args.out:
+        atomic_write_text(args.out, text)  # a bad profile raises above and leaves the old file as it was
+        print(f"{args.out}: written ({params.report.profile if params else 'default'} profile)")
+    else:
+        sys.stdout.write(text)
 
 
 def cmd_graph(args) -> None:
