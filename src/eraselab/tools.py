@@ -28,9 +28,8 @@ def cmd_ablation(args) -> None:
 
 def cmd_params(args) -> None:
     """Print a complete params file: the defaults overlaid with a profile's overrides."""
-    from eraselab.params import dump_params, load_profile
-
     from eraselab.io import atomic_write_text
+    from eraselab.params import dump_params, load_profile
 
     params = load_profile(args.profile) if args.profile else None
     text = dump_params(params, Path(args.profile).stem if args.profile else "default")
