@@ -76,6 +76,18 @@ def test_readme_block_is_replaced_and_checked():
     assert new.startswith("intro\n") and new.endswith("rest\n") and "| esd_x | 0.20 |" in new
     with pytest.raises(ValueError, match="README.md: no"):
         s.replace_readme_block("no markers", out)
+    assert "Training seeds" not in new  # no extra seeds ran: no seeds table
+
+
+def test_readme_block_gives_training_seeds_as_mean_and_sd():
+    seeds = {"esd_x": {1: {c: {"target_rate": 0.4, "heldout_rate": 0.4, "retention": 0.9, "variants_rate": 0.3}
+                           for c in GRID["esd_x"]}}}
+    out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", seeds=seeds)
+    block = s.readme_block(out)
+    row = next(line for line in block.splitlines() if line.startswith("| esd_x | 2 |"))
+    spread = out["seeds"]["esd_x"]["target_rate"]
+    assert f"{spread['mean']:.2f} ± {spread['sd']:.2f}" in row and spread["sd"] > 0
+    assert block.index("Training seeds") > block.index("| esd_x | 0.20 |")  # after the grid table
 
 
 def test_the_readme_table_is_generated_from_the_tracked_summary():

@@ -177,8 +177,25 @@ def markdown_table(summary: dict) -> str:
 README_START, README_END = "<!-- summary:start -->", "<!-- summary:end -->"
 
 
+def seed_markdown(summary: dict) -> str:
+    """Each trained method's attack-free rates as mean ± sd over its training seeds (summary ``seeds``); empty
+    where the profile ran no extra seeds."""
+    spread = summary.get("seeds") or {}
+    if not spread:
+        return ""
+    header = ["method", "seeds", "target", "held-out", "retention", "variants"]
+    rows = [[m, str(row["n_seeds"]), *(f"{row[k]['mean']:.2f} ± {row[k]['sd']:.2f}" if k in row else "–"
+                                       for k in SEED_METRICS)] for m, row in spread.items()]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return ("Training seeds: each trained method retrained with `grid.train_seeds` besides its own seed, attack-free "
+            "rates (mean over concepts) as mean ± sd over seeds; the attacks above ran on the own seed only.\n\n"
+            + "\n".join(lines))
+
+
 def readme_block(summary: dict) -> str:
-    return f"{README_START}\n{markdown_table(summary)}\n{README_END}"
+    seeds = seed_markdown(summary)
+    return f"{README_START}\n{markdown_table(summary)}\n" + (f"\n{seeds}\n" if seeds else "") + README_END
 
 
 def replace_readme_block(text: str, summary: dict, name: str = "README.md") -> str:
