@@ -116,6 +116,24 @@ def test_both_engines_run_the_same_jobs(repo, micro):
         assert set(rules.param_values(kind)(wildcards)) == stage["params"], name
 
 
+def test_snakemake_output_patterns_carry_every_key_or_refuse():
+    """A key's value inside a file name (`seeds`: seed1.json) becomes a wildcard too; a job whose outputs do
+    not follow its kind's patterns is an error naming it, not a rule that silently lacks a key."""
+    import dataclasses
+
+    from eraselab.stages import Out
+
+    config = yaml.safe_load((ROOT / "params.yaml").read_text())
+    config["grid"]["train_seeds"] = [1, 2]
+    rules = graph.SnakemakeRules(config, ROOT)
+    assert rules.outputs("seeds") == [("metrics/seeds/{method}/{concept}/seed{seed}.json", False)]
+    assert rules.outputs("attack") == [("data/attacks/{method}/{concept}/{attack}", True)]
+    key, job = list(rules.by_kind["seeds"].items())[-1]  # not the template the patterns come from
+    rules.by_kind["seeds"][key] = dataclasses.replace(job, outs=[Out("metrics/seeds/elsewhere.json", directory=False)])
+    with pytest.raises(ValueError, match=rf"stage {re.escape(job.name)}: its outputs"):
+        rules.outputs("seeds")
+
+
 def test_every_command_is_one_cli_call_naming_only_its_keys():
     from eraselab.cli import build_parser
 

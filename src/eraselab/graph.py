@@ -337,15 +337,28 @@ class SnakemakeRules:
         return next(iter(self.by_kind[kind].values()))
 
     def outputs(self, kind: str) -> list[tuple[str, bool]]:
-        """(pattern, is a folder) per output: the path segments that are a job key's value become wildcards."""
+        """(pattern, is a folder) per output: a path segment that is a job key's value, or a literal prefix and
+        a key's value (`seed1.json`), becomes a wildcard. Every job of the kind must give back its own outputs
+        from the patterns, or this raises (naming the job) rather than let Snakemake miss a key."""
         template = self._template(kind)
         by_value = {value: key for key, value in template.keys.items()}
 
         def segment(part: str) -> str:
             stem, dot, ext = part.partition(".")
-            return f"{{{by_value[stem]}}}{dot}{ext}" if stem in by_value else part
+            if stem in by_value:
+                return f"{{{by_value[stem]}}}{dot}{ext}"
+            for value in sorted(by_value, key=len, reverse=True):  # a literal prefix, then the key's value
+                prefix = stem[: -len(value)]
+                if value and stem.endswith(value) and prefix.isalpha():
+                    return f"{prefix}{{{by_value[value]}}}{dot}{ext}"
+            return part
 
-        return [("/".join(segment(p) for p in o.path.split("/")), o.directory) for o in template.outs]
+        patterns = [("/".join(segment(p) for p in o.path.split("/")), o.directory) for o in template.outs]
+        for job in self.by_kind[kind].values():
+            if [pattern.format(**job.keys) for pattern, _ in patterns] != [o.path for o in job.outs]:
+                raise ValueError(f"stage {job.name}: its outputs {[o.path for o in job.outs]} do not follow the "
+                                 f"patterns {[p for p, _ in patterns]} built from its keys {job.keys}")
+        return patterns
 
     def constraints(self, kind: str) -> dict[str, str]:
         keys = stage_module(kind).KEYS
