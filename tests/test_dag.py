@@ -146,10 +146,16 @@ def test_every_command_is_one_cli_call_naming_only_its_keys():
 
 
 def test_a_method_s_params_are_read_by_its_own_jobs_only():
+    """erase.<method> is read by that method's erase jobs and, for a trained one, its training-seed jobs."""
+    from eraselab.stages.seeds import extra_seeds, seeded_methods
+
     params, raw = load_params(ROOT / "params.yaml"), yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert seeded_methods(params)  # the default grid retrains its trained methods with other seeds
     for method in params.grid.methods:
         readers = {job.name for job in graph.jobs(params) if f"erase.{method}" in graph.declared_params(job, raw)}
-        assert readers == {f"erase.{method}.{c}" for c in params.grid.concepts}
+        seeds = {f"seeds.{method}.{c}.{s}" for c in params.grid.concepts for s in extra_seeds(params, method)
+                 if method in seeded_methods(params)}
+        assert readers == {f"erase.{method}.{c}" for c in params.grid.concepts} | seeds
     for attack in params.grid.attacks:
         readers = {job.name for job in graph.jobs(params) if f"attack.{attack}" in graph.declared_params(job, raw)}
         assert readers and all(attack in job.split(".") for job in readers), readers

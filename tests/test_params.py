@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eraselab.params import ParamsError, Params, dump_params, load_params, load_profile, parse_params, with_component_defaults
+from eraselab.params import ParamsError, dump_params, load_params, load_profile, parse_params, with_component_defaults
 from eraselab.registry import ATTACKS, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +26,17 @@ def test_bad_params_name_the_key(data, key, hint):
     assert hint in str(err.value)
 
 
-def test_params_yaml_is_complete_and_matches_the_defaults():
-    """Every key is explicit in params.yaml, so DVC and Snakemake track every value a stage reads."""
+def test_params_yaml_is_complete_and_matches_the_default_profile():
+    """Every key is explicit in params.yaml, so DVC and Snakemake track every value a stage reads; it is the
+    default profile (the defaults and that profile's few overrides), as `eraselab params` writes it."""
     on_disk = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert on_disk == with_component_defaults(Params().model_dump(mode="json"))
+    default = load_profile(ROOT / "profiles" / "default.yaml")
+    assert on_disk == with_component_defaults(default.model_dump(mode="json"))
     assert set(on_disk["erase"]) == set(METHODS) and set(on_disk["attack"]) == set(ATTACKS)
     assert on_disk["erase"]["esd_x"]["lr"] > 0  # each method's knobs are listed, not left implicit
-    assert (ROOT / "params.yaml").read_text() == dump_params()
+    assert (ROOT / "params.yaml").read_text() == dump_params(default, "default")
+    bare = subprocess.run(["eraselab", "params"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert bare.stdout == (ROOT / "params.yaml").read_text()  # no --profile: the default profile
 
 
 @pytest.mark.parametrize("profile", sorted(p.name for p in (ROOT / "profiles").glob("*.yaml")))

@@ -29,10 +29,12 @@ def cmd_ablation(args) -> None:
 def cmd_params(args) -> None:
     """Print a complete params file: the defaults overlaid with a profile's overrides."""
     from eraselab.io import atomic_write_text
-    from eraselab.params import dump_params, load_profile
+    from eraselab.params import PROFILES, dump_params, load_profile
 
-    params = load_profile(args.profile) if args.profile else None
-    text = dump_params(params, Path(args.profile).stem if args.profile else "default")
+    # no --profile: the default profile where the checkout has one (profiles/default.yaml), else the bare defaults
+    profile = args.profile or ("default" if (PROFILES / "default.yaml").exists() else "")
+    params = load_profile(profile) if profile else None
+    text = dump_params(params, Path(profile).stem if profile else "default")
     if args.out:
         atomic_write_text(args.out, text)  # a bad profile raises above and leaves the old file as it was
         print(f"{args.out}: written ({params.report.profile if params else 'default'} profile)")
