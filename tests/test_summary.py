@@ -69,6 +69,17 @@ def test_headline_names_the_defence_with_the_lowest_worst_case():
     assert "**esd_x**'s, 0.40" in text and "undefended `none`: worst-case ASR 1.00" in text
 
 
+def test_headline_names_the_methods_that_move_with_the_training_seed():
+    steady = {c: {"target_rate": 0.2, "heldout_rate": 0.3, "retention": 0.9} for c in GRID["esd_x"]}  # as seed 0
+    assert "training seeds" not in s.headline(s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default"))
+    calm = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", seeds={"esd_x": {1: steady}})
+    assert "every trained method's target rate stays within" in s.headline(calm)
+    moved = {c: {**steady, "target_rate": 0.9} for c in GRID["esd_x"]}
+    loose = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", seeds={"esd_x": {1: moved, 2: moved}})
+    text = s.headline(loose)
+    assert "moves with the seed for **esd_x** 0.67 ± 0.40" in text and text.startswith("Profile `default`")
+
+
 def test_readme_block_is_replaced_and_checked():
     out = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default")
     text = f"intro\n{s.README_START}\nold\n{s.README_END}\nrest\n"

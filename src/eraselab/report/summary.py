@@ -239,10 +239,34 @@ def compare_table(summary: dict) -> str:
     return text_table(header, rows)
 
 
+SEED_SD_NOTED = 0.05  # a training-seed sd of the target rate from 5 points up is named in the opening paragraph
+
+
 def headline(summary: dict, reference: str = "none") -> str:
     """The report's opening paragraph, generated from the numbers: which defence has the lowest worst-case
     ASR, at what retention and quality cost, against the undefended ``reference``; a difference is called
-    only where the 95 % intervals separate."""
+    only where the 95 % intervals separate; then the methods whose target rate moves with the training seed."""
+    return _ranking(summary, reference) + seed_caution(summary)
+
+
+def seed_caution(summary: dict) -> str:
+    """A sentence naming the trained methods whose target rate's sd over training seeds is at least
+    ``SEED_SD_NOTED`` (summary ``seeds``); empty where none is, or no extra seeds ran."""
+    spread = {m: row["target_rate"] for m, row in (summary.get("seeds") or {}).items() if "target_rate" in row}
+    if not spread:
+        return ""
+    n = max(row["n_seeds"] for row in summary["seeds"].values())
+    loose = [m for m, r in spread.items() if r["sd"] >= SEED_SD_NOTED]
+    if not loose:
+        return (f" Over {n} training seeds every trained method's target rate stays within an sd of "
+                f"{SEED_SD_NOTED:.2f}.")
+    detail = ", ".join(f"**{m}** {spread[m]['mean']:.2f} ± {spread[m]['sd']:.2f}" for m in loose)
+    return (f" Over {n} training seeds the target rate moves with the seed for {detail} (mean ± sd): "
+            f"{'its' if len(loose) == 1 else 'their'} single-seed cells above can differ by more than the "
+            "gaps between methods.")
+
+
+def _ranking(summary: dict, reference: str) -> str:
     size, methods = summary["size"], summary["methods"]
     text = (f"Profile `{summary['profile']}`: {size['methods']} methods × {size['concepts']} concepts × "
             f"{size['attacks']} attacks ({size['cells']} cells). ")
