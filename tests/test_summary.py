@@ -77,7 +77,7 @@ def test_headline_names_the_methods_that_move_with_the_training_seed():
     moved = {c: {**steady, "target_rate": 0.9} for c in GRID["esd_x"]}
     loose = s.build_summary(GRID, QUALITY, ["no_attack", "p4d_n"], "default", seeds={"esd_x": {1: moved, 2: moved}})
     text = s.headline(loose)
-    assert "moves with the seed for **esd_x** 0.67 ± 0.40" in text and text.startswith("Profile `default`")
+    assert "moves with the seed for **esd_x** (0.67 ± 0.40): its single-seed" in text and text.startswith("Profile `default`")
 
 
 def test_readme_block_is_replaced_and_checked():

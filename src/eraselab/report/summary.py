@@ -260,8 +260,9 @@ def seed_caution(summary: dict) -> str:
     if not loose:
         return (f" Over {n} training seeds every trained method's target rate stays within an sd of "
                 f"{SEED_SD_NOTED:.2f}.")
-    detail = ", ".join(f"**{m}** {spread[m]['mean']:.2f} ± {spread[m]['sd']:.2f}" for m in loose)
-    return (f" Over {n} training seeds the target rate moves with the seed for {detail} (mean ± sd): "
+    parts = [f"**{m}** ({spread[m]['mean']:.2f} ± {spread[m]['sd']:.2f})" for m in loose]
+    detail = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return (f" Over {n} training seeds the target rate (mean ± sd) moves with the seed for {detail}: "
             f"{'its' if len(loose) == 1 else 'their'} single-seed cells above can differ by more than the "
             "gaps between methods.")
 
