@@ -1,8 +1,8 @@
 """Why does Dark Miner leave stripes on prompts that name no colour? Four explanations, each measured.
 
-`residuals.py` showed that Dark Miner's `striped` residual sits in training phrasings without a colour
-word (11/33 against 0/27). This script tests four explanations on the grid's own artifacts, split by
-that same colour-word rule. Both models go through the defended path (`Defended`), so any method can be
+`residuals.py` showed that Dark Miner's `striped` residual sits mostly in training phrasings without a
+colour word (on main's committed run: 10/33 against 4/27). This script tests four explanations on the
+grid's own artifacts, split by that same colour-word rule. Both models go through the defended path (`Defended`), so any method can be
 probed, inference-time ones included (``--method uce`` for comparison):
 
 1. **A weaker teacher.** Circumventing trains eps(x_t | c) towards the frozen model's eps_0(x_t | anchor).
