@@ -2,8 +2,8 @@
 
 `residuals.py` showed that Dark Miner's `striped` residual sits mostly in training phrasings without a
 colour word (on main's committed run: 10/33 against 4/27). This script tests four explanations on the
-grid's own artifacts, split by that same colour-word rule. Both models go through the defended path (`Defended`), so any method can be
-probed, inference-time ones included (``--method uce`` for comparison):
+grid's own artifacts, split by that same colour-word rule. Both models go through the defended path
+(`Defended`), so any method can be probed, inference-time ones included (``--method uce`` for comparison):
 
 1. **A weaker teacher.** Circumventing trains eps(x_t | c) towards the frozen model's eps_0(x_t | anchor).
    If the anchor of a colourless phrasing ("a box") predicts nearly what its concept phrasing ("a striped

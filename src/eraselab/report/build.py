@@ -122,13 +122,11 @@ def read_seeds(params, metrics_dir: Path) -> dict:
 
 def seed_table(spread: dict) -> tuple[str, str]:
     """Mean ± sd over training seeds per trained method (empty where no extra seeds ran)."""
-    from eraselab.report.summary import SEED_METRICS
+    from eraselab.report.summary import SEED_METRICS, seed_rows
 
     if not spread:
         return "", ""
-    rows = [[m, row["n_seeds"], *(f"{row[k]['mean']:.2f} ± {row[k]['sd']:.2f}" if k in row else "–"
-                                 for k in SEED_METRICS)] for m, row in spread.items()]
-    return _table(["method", "seeds", *SEED_METRICS], rows)
+    return _table(["method", "seeds", *SEED_METRICS], seed_rows(spread))
 
 
 def read_metric_specs(params, cells_dir: Path, quality: dict) -> dict:

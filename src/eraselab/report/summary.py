@@ -153,10 +153,13 @@ def method_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def markdown_table(summary: dict) -> str:
     header, rows = method_table(summary)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     size = summary["size"]
     caption = (f"Profile `{summary['profile']}`: {size['methods']} methods × {size['concepts']} concepts × "
                f"{size['attacks']} attacks ({size['cells']} cells), means over concepts, from `metrics/summary.json` (its code and data: "
@@ -171,10 +174,17 @@ def markdown_table(summary: dict) -> str:
     if any(r[header.index("FID")] == "–" for r in rows):
         caption += (" FID –: too few images for the feature dimension (the metric spec's `fid_min_images: skip`); "
                     "KID has no such limit.")
-    return caption + "\n\n" + "\n".join(lines)
+    return caption + "\n\n" + md_table(header, rows)
 
 
 README_START, README_END = "<!-- summary:start -->", "<!-- summary:end -->"
+
+
+def seed_rows(spread: dict) -> list[list[str]]:
+    """One row per trained method of summary ``seeds``: name, number of seeds, each of ``SEED_METRICS`` as
+    mean ± sd (– where a seed lacked it)."""
+    return [[m, str(row["n_seeds"]), *(f"{row[k]['mean']:.2f} ± {row[k]['sd']:.2f}" if k in row else "–"
+                                       for k in SEED_METRICS)] for m, row in spread.items()]
 
 
 def seed_markdown(summary: dict) -> str:
@@ -183,14 +193,10 @@ def seed_markdown(summary: dict) -> str:
     spread = summary.get("seeds") or {}
     if not spread:
         return ""
-    header = ["method", "seeds", "target", "held-out", "retention", "variants"]
-    rows = [[m, str(row["n_seeds"]), *(f"{row[k]['mean']:.2f} ± {row[k]['sd']:.2f}" if k in row else "–"
-                                       for k in SEED_METRICS)] for m, row in spread.items()]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    table = md_table(["method", "seeds", "target", "held-out", "retention", "variants"], seed_rows(spread))
     return ("Training seeds: each trained method retrained with `grid.train_seeds` besides its own seed, attack-free "
             "rates (mean over concepts) as mean ± sd over seeds; the attacks above ran on the own seed only.\n\n"
-            + "\n".join(lines))
+            + table)
 
 
 def readme_block(summary: dict) -> str:
@@ -260,8 +266,7 @@ def seed_caution(summary: dict) -> str:
     if not loose:
         return (f" Over {n} training seeds every trained method's target rate stays within an sd of "
                 f"{SEED_SD_NOTED:.2f}.")
-    parts = [f"**{m}** ({spread[m]['mean']:.2f} ± {spread[m]['sd']:.2f})" for m in loose]
-    detail = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    detail = _joined([f"**{m}** ({spread[m]['mean']:.2f} ± {spread[m]['sd']:.2f})" for m in loose])
     return (f" Over {n} training seeds the target rate (mean ± sd) moves with the seed for {detail}: "
             f"{'its' if len(loose) == 1 else 'their'} single-seed cells above can differ by more than the "
             "gaps between methods.")
@@ -298,9 +303,12 @@ def _ranking(summary: dict, reference: str) -> str:
     return text
 
 
+def _joined(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _names(names: list[str]) -> str:
-    names = [f"**{n}**" for n in names]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return _joined([f"**{n}**" for n in names])
 
 
 # --- `eraselab compare` ---------------------------------------------------------------------------------------
